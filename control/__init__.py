@@ -1,0 +1,1 @@
+"""The control plane: FastAPI app for meetings and joins, and its stores."""

@@ -1,0 +1,1 @@
+"""What every Dark Tower process shares: configuration, errors, logging, join tokens, certificates."""

@@ -1,0 +1,200 @@
+"""The one typed configuration object: defaults, then a TOML file, then `DARKTOWER_*` environment variables.
+
+Every process (supervisor, workers, control plane) receives the same validated `Config`. Anything wrong (an
+unknown key, a value of the wrong type or out of range) raises `ConfigError` whose message names the key,
+before any socket is opened.
+
+Environment variables name a key as `DARKTOWER_<SECTION>__<KEY>` (double underscore between section and key),
+for example `DARKTOWER_SERVER__QUIC_PORT=4433`. `DARKTOWER_CONFIG` names the TOML file. Variables starting
+with `DARKTOWER_TEST_` belong to the test harness and are ignored here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from darktower.core.errors import DarkTowerError
+
+ENV_PREFIX = "DARKTOWER_"
+ENV_CONFIG_FILE = "DARKTOWER_CONFIG"
+_ENV_IGNORED_PREFIXES = ("DARKTOWER_TEST_",)
+
+
+class ConfigError(DarkTowerError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    def check(self, section: str) -> None:
+        """Cross-field and range checks; raises ConfigError naming `section.key`."""
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "darktower")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    """Address the HTTP API and the QUIC workers bind to."""
+    public_host: str = ""
+    """Host name or address written into URLs handed to clients; empty means `host`."""
+    http_port: int = 8080
+    """Control plane HTTP port (0 picks a free one)."""
+    quic_port: int = 4433
+    """WebTransport (QUIC/UDP) port (0 picks a free one)."""
+    workers: int = 1
+    """QUIC worker processes."""
+    data_dir: str = msgspec.field(default_factory=_default_data_dir)
+    """Where the SQLite database, the token signing key and self-signed certificates live."""
+    web_root: str = ""
+    """Directory of the built browser app served at `/`; empty means the packaged build, if any."""
+
+    def check(self, section: str) -> None:
+        for key in ("http_port", "quic_port"):
+            port = getattr(self, key)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{section}.{key}: {port} is not a port number (0..65535)")
+        if not 1 <= self.workers <= 1024:
+            raise ConfigError(f"{section}.workers: {self.workers} is outside 1..1024")
+        if not self.host:
+            raise ConfigError(f"{section}.host: must not be empty")
+
+    @property
+    def advertised_host(self) -> str:
+        return self.public_host or self.host
+
+
+class TlsConfig(_Section):
+    certificate: str = ""
+    """PEM certificate chain for QUIC; empty means self-signed mode."""
+    private_key: str = ""
+    """PEM private key matching `certificate`."""
+    self_signed_validity_hours: int = 240
+    """Lifetime of a self-signed certificate; browsers accept at most 14 days (336 h) for certificate hashes."""
+    rotate_before_expiry_hours: int = 72
+    """A new self-signed certificate is made this long before the current one expires."""
+
+    def check(self, section: str) -> None:
+        if bool(self.certificate) != bool(self.private_key):
+            raise ConfigError(f"{section}.certificate and {section}.private_key must be set together")
+        if not 1 <= self.self_signed_validity_hours < 14 * 24:
+            raise ConfigError(
+                f"{section}.self_signed_validity_hours: {self.self_signed_validity_hours} is outside 1..335 "
+                "(browsers refuse certificate hashes for certificates valid 14 days or more)"
+            )
+        if not 0 < self.rotate_before_expiry_hours < self.self_signed_validity_hours:
+            raise ConfigError(
+                f"{section}.rotate_before_expiry_hours: must be above 0 and below self_signed_validity_hours"
+            )
+
+
+class AuthConfig(_Section):
+    signing_key: str = ""
+    """PEM EC P-256 private key that signs join tokens; empty means one generated in `server.data_dir`."""
+    join_token_ttl_s: int = 120
+    """Lifetime of a join token: it only has to last until the WebTransport session is open."""
+    issuer: str = "darktower"
+
+    def check(self, section: str) -> None:
+        if not 5 <= self.join_token_ttl_s <= 3600:
+            raise ConfigError(f"{section}.join_token_ttl_s: {self.join_token_ttl_s} is outside 5..3600")
+
+
+class LimitsConfig(_Section):
+    max_frame_payload_bytes: int = 1_000_000
+    """Largest media frame payload accepted from a publisher."""
+    max_signaling_message_bytes: int = 65_536
+    max_participants_per_meeting: int = 100
+    max_tracks_per_participant: int = 8
+    malformed_input_tolerance: int = 3
+    """Malformed messages or frames a session may send before it is closed."""
+    max_queued_ms: int = 200
+    """Most media a subscriber may have queued in the server before stale groups are dropped."""
+
+    def check(self, section: str) -> None:
+        for key in self.__struct_fields__:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{section}.{key}: must be at least 1")
+        if self.max_frame_payload_bytes > 16 * 1024 * 1024:
+            raise ConfigError(f"{section}.max_frame_payload_bytes: over 16 MiB")
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+    def check(self) -> None:
+        for name in self.__struct_fields__:
+            section = getattr(self, name)
+            assert isinstance(section, _Section)
+            section.check(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for handing the config to child processes."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+
+def from_mapping(data: Mapping[str, Any]) -> Config:
+    """Validates a nested mapping (TOML document or child-process payload) into a `Config`."""
+    try:
+        config = msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    config.check()
+    return config
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Builds the configuration: defaults < TOML file (`path` or `$DARKTOWER_CONFIG`) < environment."""
+    env = os.environ if environ is None else environ
+    file = path if path is not None else env.get(ENV_CONFIG_FILE) or None
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            with Path(file).open("rb") as handle:
+                data = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_FILE:
+            continue
+        if name.startswith(_ENV_IGNORED_PREFIXES):
+            continue
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not sep or not key:
+            raise ConfigError(f"{name}: not a config key (expected DARKTOWER_<SECTION>__<KEY>)")
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{section}: must be a table")
+        target[key] = value
+    return from_mapping(data)
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    """msgspec says `... - at `$.server.port``; turn the JSON path into the dotted key people write."""
+    message, sep, where = str(exc).rpartition(" - at `")
+    if not sep:
+        message, where = str(exc), ""
+    key = where.rstrip("`").removeprefix("$").lstrip(".")
+    if message.startswith("Object contains unknown field"):
+        field = message.split("`")[1]
+        return f"{key + '.' if key else ''}{field}: unknown key"
+    return f"{key or 'config'}: {message[0].lower()}{message[1:]}"

@@ -1,0 +1,1 @@
+"""Wire formats: protobuf signaling and the binary media frame."""
