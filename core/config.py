@@ -40,7 +40,7 @@ def _default_data_dir() -> str:
     return str(Path(base) / "darktower")
 
 
-class ServerConfig(_Section):
+class ServerConfig(_Section, frozen=True):
     host: str = "127.0.0.1"
     """Address the HTTP API and the QUIC workers bind to."""
     public_host: str = ""
@@ -71,7 +71,7 @@ class ServerConfig(_Section):
         return self.public_host or self.host
 
 
-class TlsConfig(_Section):
+class TlsConfig(_Section, frozen=True):
     certificate: str = ""
     """PEM certificate chain for QUIC; empty means self-signed mode."""
     private_key: str = ""
@@ -95,7 +95,7 @@ class TlsConfig(_Section):
             )
 
 
-class AuthConfig(_Section):
+class AuthConfig(_Section, frozen=True):
     signing_key: str = ""
     """PEM EC P-256 private key that signs join tokens; empty means one generated in `server.data_dir`."""
     join_token_ttl_s: int = 120
@@ -107,7 +107,7 @@ class AuthConfig(_Section):
             raise ConfigError(f"{section}.join_token_ttl_s: {self.join_token_ttl_s} is outside 5..3600")
 
 
-class LimitsConfig(_Section):
+class LimitsConfig(_Section, frozen=True):
     max_frame_payload_bytes: int = 1_000_000
     """Largest media frame payload accepted from a publisher."""
     max_signaling_message_bytes: int = 65_536
@@ -126,7 +126,7 @@ class LimitsConfig(_Section):
             raise ConfigError(f"{section}.max_frame_payload_bytes: over 16 MiB")
 
 
-class LogConfig(_Section):
+class LogConfig(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
 

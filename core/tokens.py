@@ -135,7 +135,9 @@ def _grant_from_claims(claims: dict[str, Any]) -> JoinGrant:
     fields = {"sub": str, "mid": str, "name": str, "pub": bool, "sub_ok": bool, "exp": int, "jti": str}
     for name, kind in fields.items():
         if not isinstance(claims.get(name), kind):
-            raise TokenError(TokenProblem.INVALID, f"join token claim {name!r} is missing or not a {kind.__name__}")
+            raise TokenError(
+                TokenProblem.INVALID, f"join token claim {name!r} is missing or not a {kind.__name__}"
+            )
     return JoinGrant(
         meeting_id=claims["mid"],
         participant_id=claims["sub"],
@@ -163,3 +165,8 @@ def load_or_create_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     return key
+
+
+def signing_key_path(data_dir: str, configured: str) -> Path:
+    """The configured key file, or the one the supervisor keeps in the data directory."""
+    return Path(configured) if configured else Path(data_dir) / "signing-key.pem"

@@ -106,7 +106,9 @@ def encode_frame(
     return header + payload
 
 
-def parse_header(data: bytes | bytearray | memoryview, offset: int = 0, max_payload: int = MAX_U32) -> FrameHeader:
+def parse_header(
+    data: bytes | bytearray | memoryview, offset: int = 0, max_payload: int = MAX_U32
+) -> FrameHeader:
     """Parses and validates the header at `offset`; the payload may not have arrived yet."""
     if len(data) - offset < HEADER_SIZE:
         raise FrameError(f"truncated header: {len(data) - offset} of {HEADER_SIZE} bytes")

@@ -11,7 +11,6 @@ from typing import Final
 from google.protobuf.message import DecodeError
 
 from darktower.core.errors import DarkTowerError
-
 from darktower.proto import signaling_pb2 as pb
 
 _MAX_VARINT_BYTES: Final = 5  # a length prefix never exceeds 32 bits
