@@ -1,0 +1,75 @@
+/**
+ * The control plane's HTTP API as the browser uses it (docs/ARCHITECTURE.md, "Join flow").
+ *
+ * Responses are checked field by field: a control plane that answers something else fails here with
+ * `ApiError` naming the field, not later inside WebTransport with an opaque handshake error.
+ */
+
+export class ApiError extends Error {
+  override readonly name = "ApiError";
+}
+
+/** What `POST /v1/meetings/{id}/join` grants: where to connect, the token to present, the certificates. */
+export interface JoinGrant {
+  token: string;
+  webtransportUrl: string;
+  /** SHA-256 hashes of self-signed certificates to accept (empty with publicly trusted certificates). */
+  certificateHashes: { algorithm: "sha-256"; value: Uint8Array<ArrayBuffer> }[];
+}
+
+export async function createMeeting(base = ""): Promise<string> {
+  const body = await post(`${base}/v1/meetings`, {});
+  return requireString(body, "meeting_id");
+}
+
+export async function joinMeeting(meetingId: string, displayName: string, base = ""): Promise<JoinGrant> {
+  const body = await post(`${base}/v1/meetings/${encodeURIComponent(meetingId)}/join`, {
+    display_name: displayName,
+  });
+  return parseJoinGrant(body);
+}
+
+export function parseJoinGrant(body: unknown): JoinGrant {
+  const hashes = field(body, "certificate_hashes") ?? [];
+  if (!Array.isArray(hashes)) throw new ApiError("certificate_hashes is not a list");
+  return {
+    token: requireString(body, "token"),
+    webtransportUrl: requireString(body, "webtransport_url"),
+    certificateHashes: hashes.map((hash: unknown) => {
+      if (requireString(hash, "algorithm") !== "sha-256")
+        throw new ApiError("certificate hash is not sha-256");
+      return { algorithm: "sha-256", value: parseHex(requireString(hash, "value")) };
+    }),
+  };
+}
+
+/** Lower- or upper-case hex, optionally colon-separated (as `openssl x509 -fingerprint` prints it). */
+export function parseHex(text: string): Uint8Array<ArrayBuffer> {
+  const hex = text.replaceAll(":", "");
+  if (!/^(?:[0-9a-fA-F]{2})+$/.test(hex)) throw new ApiError(`not a hex string: ${text}`);
+  return Uint8Array.from(hex.match(/../g) ?? [], (pair) => Number.parseInt(pair, 16));
+}
+
+async function post(url: string, json: object): Promise<unknown> {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(json),
+  });
+  if (!response.ok) {
+    const detail = await response.text();
+    throw new ApiError(`POST ${url} answered ${response.status}: ${detail}`);
+  }
+  return (await response.json()) as unknown;
+}
+
+function field(body: unknown, name: string): unknown {
+  if (typeof body !== "object" || body === null) throw new ApiError(`expected an object holding ${name}`);
+  return (body as Record<string, unknown>)[name];
+}
+
+function requireString(body: unknown, name: string): string {
+  const value = field(body, name);
+  if (typeof value !== "string" || value === "") throw new ApiError(`${name} is missing or not a string`);
+  return value;
+}
