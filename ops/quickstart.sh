@@ -2,6 +2,7 @@
 # Sets up everything Dark Tower needs from a fresh clone, then runs one thing:
 #   ops/quickstart.sh serve [darktower serve options]   run the server on embedded defaults
 #   ops/quickstart.sh test  [pytest options]             run every check and the whole test suite
+#                                                        (Python and the browser app, ops/web.sh)
 #   ops/quickstart.sh setup                              only set up (.venv with dev tools)
 # Idempotent: a second run reuses .venv and reinstalls only what changed.
 set -euo pipefail
@@ -56,6 +57,8 @@ python_env() {
 case "$mode" in
   serve)
     python_env runtime
+    # The browser app is served at / when built; the server runs without it (API and bots only).
+    if command -v node >/dev/null 2>&1; then ./ops/web.sh build; else log "no Node.js: serving without the browser app"; fi
     exec "$VENV/bin/darktower" serve "$@"
     ;;
   setup)
@@ -72,7 +75,13 @@ case "$mode" in
     log "mypy --strict"
     mypy -p darktower.core -p darktower.proto -p darktower.workers -p darktower.control \
       -p darktower.supervisor -p darktower.client
-    mypy tests bench
+    # Each test room is its own mypy run: rooms reuse module names (conftest, test_api) by design.
+    mypy bench tests/conftest.py
+    for room in tests/*/; do
+      if compgen -G "$room*.py" >/dev/null; then mypy "$room"; fi
+    done
+    log "browser app: generated code, eslint, prettier, tsc, vitest"
+    ./ops/web.sh test
     log "pytest"
     exec python -m pytest "$@"
     ;;

@@ -1,0 +1,356 @@
+"""`Meeting`: one meeting's roster, tracks and subscriptions, and the decisions about whom media goes to.
+
+Sans-I/O: every method takes the event (and `now_us` where time matters) and returns the actions to carry
+out. A refused request raises `RequestRefusedError`, which the session turns into its `Error` reply.
+
+Rules kept here:
+- A participant is in the meeting through one session at a time: joining again from a new session replaces
+  the old one, which is told `Error{REPLACED, fatal}` and closed; its tracks are unpublished.
+- Track ids are meeting-wide, allocated here from 1 up and never reused while the meeting exists.
+- Video is forwarded only from the start of a group (its keyframe), so a subscriber always starts at one: a
+  new subscriber, or one whose group the adapter dropped for lagging, waits for the next group, and the
+  publisher is asked for a keyframe (at most once per `KEYFRAME_REQUEST_INTERVAL_US` per track).
+- Subscriber lists are kept as tuples rebuilt when subscriptions change, so forwarding a frame is one
+  action carrying the frame's bytes and that tuple, whatever the number of subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from darktower.core.config import LimitsConfig
+from darktower.core.tokens import JoinGrant
+from darktower.proto import signaling_pb2 as pb
+from darktower.proto.frame import MAX_U32
+from darktower.workers import messages
+from darktower.workers.actions import Action, EndVideoGroup, SendSignaling, SendVideo
+from darktower.workers.errors import RequestRefusedError
+
+log = logging.getLogger(__name__)
+
+KEYFRAME_REQUEST_INTERVAL_US: Final = 1_000_000
+"""Least time between two keyframe requests sent to a track's publisher."""
+
+
+class Member:
+    """A participant in a meeting, through the one session it currently uses."""
+
+    __slots__ = (
+        "active",
+        "can_publish",
+        "can_subscribe",
+        "info",
+        "participant_id",
+        "published",
+        "session",
+        "subscriptions",
+    )
+
+    def __init__(self, session: int, grant: JoinGrant) -> None:
+        self.session = session
+        self.participant_id = grant.participant_id
+        self.can_publish = grant.can_publish
+        self.can_subscribe = grant.can_subscribe
+        self.info = pb.Participant(
+            participant_id=grant.participant_id,
+            display_name=grant.display_name,
+            can_publish=grant.can_publish,
+            can_subscribe=grant.can_subscribe,
+        )
+        self.published: dict[int, Track] = {}
+        self.subscriptions: dict[int, Track] = {}
+        self.active = True
+        """False once the member left or was replaced; its session's input is ignored from then on."""
+
+
+class Track:
+    """A published track: who receives it, and for video which group is being forwarded to whom."""
+
+    __slots__ = (
+        "_group",
+        "_keyframe_request",
+        "_last_keyframe_request_us",
+        "_receivers",
+        "_stream",
+        "fanout",
+        "info",
+        "kind",
+        "publisher",
+        "subscribers",
+        "track_id",
+    )
+
+    def __init__(self, track_id: int, publisher: Member, kind: pb.TrackKind, codec: str, label: str) -> None:
+        self.track_id = track_id
+        self.publisher = publisher
+        self.kind = kind
+        self.info = pb.Track(
+            track_id=track_id, participant_id=publisher.participant_id, kind=kind, codec=codec, label=label
+        )
+        self.subscribers: dict[int, Member] = {}
+        """Subscribing members by session, in subscription order."""
+        self.fanout: tuple[int, ...] = ()
+        """The subscribers' sessions: where every audio frame goes, and where the next video group goes."""
+        self._stream: int | None = None
+        self._group = 0
+        self._receivers: tuple[int, ...] = ()
+        self._last_keyframe_request_us: int | None = None
+        self._keyframe_request = messages.send(
+            publisher.session, pb.ServerMessage(keyframe_request=pb.KeyframeRequest(track_id=track_id))
+        )
+
+    # --- subscriptions -------------------------------------------------------------------------------
+
+    def add_subscriber(self, member: Member) -> None:
+        self.subscribers[member.session] = member
+        self.fanout = tuple(self.subscribers)
+
+    def remove_subscriber(self, session: int) -> EndVideoGroup | None:
+        """Forgets the subscriber; if it was receiving the current group, the order to end its stream."""
+        if self.subscribers.pop(session, None) is None:
+            return None
+        self.fanout = tuple(self.subscribers)
+        if session not in self._receivers:
+            return None
+        self._receivers = tuple(s for s in self._receivers if s != session)
+        return EndVideoGroup((session,), self.track_id, self._group)
+
+    def drop_receiver(self, session: int) -> None:
+        """The session gets nothing more of the current group; it rejoins at the next one."""
+        if session in self._receivers:
+            self._receivers = tuple(s for s in self._receivers if s != session)
+
+    def request_keyframe(self, now_us: int) -> SendSignaling | None:
+        """A `KeyframeRequest` for the publisher, unless one went out less than the interval ago (a clock
+        that stepped back does not hold requests back)."""
+        if self.kind != pb.TRACK_KIND_VIDEO:
+            return None
+        last = self._last_keyframe_request_us
+        if last is not None and 0 <= now_us - last < KEYFRAME_REQUEST_INTERVAL_US:
+            return None
+        self._last_keyframe_request_us = now_us
+        return self._keyframe_request
+
+    # --- video groups --------------------------------------------------------------------------------
+
+    def start_group(self, stream: int, group: int, frame: bytes) -> SendVideo | None:
+        """The publisher's `stream` began a group with its keyframe: it supersedes any earlier group, and
+        goes to every current subscriber."""
+        self._stream = stream
+        self._group = group
+        receivers = self._receivers = self.fanout
+        if not receivers:
+            return None
+        return SendVideo(receivers, self.track_id, group, frame, starts_group=True)
+
+    def forward(self, stream: int, frame: bytes) -> SendVideo | None:
+        """A later frame of `stream`'s group, for those that got the group's start (none if superseded)."""
+        if stream != self._stream or not self._receivers:
+            return None
+        return SendVideo(self._receivers, self.track_id, self._group, frame, starts_group=False)
+
+    def end_group(self, stream: int) -> EndVideoGroup | None:
+        if stream != self._stream:
+            return None
+        self._stream = None
+        receivers = self._receivers
+        self._receivers = ()
+        return EndVideoGroup(receivers, self.track_id, self._group) if receivers else None
+
+    def close(self) -> EndVideoGroup | None:
+        """The track is unpublished: no more subscribers; ends the group being forwarded, if any."""
+        end = self.end_group(self._stream) if self._stream is not None else None
+        self.subscribers.clear()
+        self.fanout = ()
+        return end
+
+
+class Meeting:
+    """One meeting on this worker; it exists while it has members (`on_empty` is called when the last
+    one goes)."""
+
+    def __init__(self, meeting_id: str, limits: LimitsConfig, on_empty: Callable[[Meeting], None]) -> None:
+        self.meeting_id = meeting_id
+        self._limits = limits
+        self._on_empty = on_empty
+        self.members: dict[str, Member] = {}
+        """By participant id."""
+        self.tracks: dict[int, Track] = {}
+        self._next_track_id = 1
+
+    def _log_extra(self, member: Member) -> dict[str, Any]:
+        return {"meeting_id": self.meeting_id, "participant_id": member.participant_id}
+
+    def _others(self, member: Member) -> list[int]:
+        return [m.session for m in self.members.values() if m is not member]
+
+    # --- roster --------------------------------------------------------------------------------------
+
+    def join(self, session: int, request_id: int, grant: JoinGrant) -> tuple[Member, list[Action]]:
+        """Admits the verified participant: `JoinResponse` to it, `ParticipantJoined` to the others."""
+        previous = self.members.get(grant.participant_id)
+        if previous is None and len(self.members) >= self._limits.max_participants_per_meeting:
+            raise RequestRefusedError(
+                pb.ERROR_CODE_MEETING_FULL,
+                f"meeting is full ({self._limits.max_participants_per_meeting} participants)",
+                fatal=True,
+            )
+        actions: list[Action] = []
+        if previous is not None:
+            actions += messages.close(
+                previous.session, 0, pb.ERROR_CODE_REPLACED, "this participant joined from another session"
+            )
+            actions += self._remove(previous)
+            log.info("session replaced by a new one", extra=self._log_extra(previous))
+        member = Member(session, grant)
+        response = pb.JoinResponse(
+            participant_id=member.participant_id,
+            meeting_id=self.meeting_id,
+            roster=[m.info for m in self.members.values()],
+            tracks=[t.info for t in self.tracks.values()],
+            max_frame_payload_bytes=self._limits.max_frame_payload_bytes,
+        )
+        actions.append(
+            messages.send(session, pb.ServerMessage(request_id=request_id, join_response=response))
+        )
+        actions += messages.broadcast(
+            [m.session for m in self.members.values()],
+            pb.ServerMessage(participant_joined=pb.ParticipantJoined(participant=member.info)),
+        )
+        self.members[member.participant_id] = member
+        log.info("joined (%d in meeting)", len(self.members), extra=self._log_extra(member))
+        return member, actions
+
+    def leave(self, member: Member, reason: pb.ParticipantLeft.Reason) -> list[Action]:
+        """Takes the member out (no-op if already out): its tracks are unpublished, the others told."""
+        if not member.active:
+            return []
+        actions = self._remove(member)
+        actions += messages.broadcast(
+            [m.session for m in self.members.values()],
+            pb.ServerMessage(
+                participant_left=pb.ParticipantLeft(participant_id=member.participant_id, reason=reason)
+            ),
+        )
+        log.info(
+            "left (%s, %d in meeting)",
+            pb.ParticipantLeft.Reason.Name(reason),
+            len(self.members),
+            extra=self._log_extra(member),
+        )
+        if not self.members:
+            self._on_empty(self)
+        return actions
+
+    def _remove(self, member: Member) -> list[Action]:
+        member.active = False
+        del self.members[member.participant_id]
+        actions: list[Action] = []
+        for track in list(member.published.values()):
+            actions += self._drop_track(track)
+        for track in member.subscriptions.values():
+            track.remove_subscriber(member.session)
+        member.subscriptions.clear()
+        return actions
+
+    # --- tracks --------------------------------------------------------------------------------------
+
+    def publish(
+        self, member: Member, request_id: int, kind: pb.TrackKind, codec: str, label: str
+    ) -> list[Action]:
+        if not member.can_publish:
+            raise RequestRefusedError(pb.ERROR_CODE_FORBIDDEN, "this participant may not publish")
+        limit = self._limits.max_tracks_per_participant
+        if len(member.published) >= limit:
+            raise RequestRefusedError(pb.ERROR_CODE_FORBIDDEN, f"at most {limit} tracks per participant")
+        track_id = self._next_track_id
+        if track_id > MAX_U32:
+            raise RequestRefusedError(pb.ERROR_CODE_INTERNAL, "this meeting has used up its track ids")
+        self._next_track_id = track_id + 1
+        track = Track(track_id, member, kind, codec, label)
+        self.tracks[track_id] = track
+        member.published[track_id] = track
+        reply = pb.ServerMessage(request_id=request_id, publish_response=pb.PublishResponse(track=track.info))
+        actions: list[Action] = [messages.send(member.session, reply)]
+        actions += messages.broadcast(
+            self._others(member), pb.ServerMessage(track_published=pb.TrackPublished(track=track.info))
+        )
+        return actions
+
+    def unpublish(self, member: Member, request_id: int, track_id: int) -> list[Action]:
+        track = self._track(track_id)
+        if track.publisher is not member:
+            raise RequestRefusedError(pb.ERROR_CODE_FORBIDDEN, f"track {track_id} is someone else's")
+        return [_ack(member, request_id), *self._drop_track(track)]
+
+    def _drop_track(self, track: Track) -> list[Action]:
+        track_id = track.track_id
+        del self.tracks[track_id]
+        del track.publisher.published[track_id]
+        for subscriber in track.subscribers.values():
+            subscriber.subscriptions.pop(track_id, None)
+        end = track.close()
+        actions: list[Action] = [end] if end is not None else []
+        actions += messages.broadcast(
+            self._others(track.publisher),
+            pb.ServerMessage(track_unpublished=pb.TrackUnpublished(track_id=track_id)),
+        )
+        return actions
+
+    def _track(self, track_id: int) -> Track:
+        track = self.tracks.get(track_id)
+        if track is None:
+            raise RequestRefusedError(pb.ERROR_CODE_UNKNOWN_TRACK, f"no track {track_id} in this meeting")
+        return track
+
+    # --- subscriptions -------------------------------------------------------------------------------
+
+    def subscribe(self, member: Member, request_id: int, track_id: int, now_us: int) -> list[Action]:
+        """Subscribes (idempotent). Video starts at the next group; its publisher is asked for one."""
+        if not member.can_subscribe:
+            raise RequestRefusedError(pb.ERROR_CODE_FORBIDDEN, "this participant may not subscribe")
+        track = self._track(track_id)
+        actions: list[Action] = [_ack(member, request_id)]
+        if track_id not in member.subscriptions:
+            member.subscriptions[track_id] = track
+            track.add_subscriber(member)
+            request = track.request_keyframe(now_us)
+            if request is not None:
+                actions.append(request)
+        return actions
+
+    def unsubscribe(self, member: Member, request_id: int, track_id: int) -> list[Action]:
+        track = self._track(track_id)
+        actions: list[Action] = [_ack(member, request_id)]
+        if member.subscriptions.pop(track_id, None) is not None:
+            end = track.remove_subscriber(member.session)
+            if end is not None:
+                actions.append(end)
+        return actions
+
+    def request_keyframe(self, member: Member, request_id: int, track_id: int, now_us: int) -> list[Action]:
+        """A subscriber's decoder needs a keyframe: passed on to the publisher, within the rate limit."""
+        track = self._track(track_id)
+        actions: list[Action] = [_ack(member, request_id)]
+        request = track.request_keyframe(now_us)
+        if request is not None:
+            actions.append(request)
+        return actions
+
+    def subscriber_lagging(self, member: Member, track_id: int, now_us: int) -> list[Action]:
+        """The adapter dropped the member's current group of the track: it waits for the next one."""
+        track = member.subscriptions.get(track_id)
+        if track is None:
+            return []
+        track.drop_receiver(member.session)
+        request = track.request_keyframe(now_us)
+        return [request] if request is not None else []
+
+    def dump(self) -> dict[str, Any]:
+        return {"participants": list(self.members), "tracks": len(self.tracks)}
+
+
+def _ack(member: Member, request_id: int) -> SendSignaling:
+    return messages.send(member.session, pb.ServerMessage(request_id=request_id, ack=pb.Ack()))
