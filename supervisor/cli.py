@@ -1,11 +1,82 @@
-"""The `darktower` command."""
+"""The `darktower` command: `serve`, `bot`, `config check`.
+
+Exit status 2 means the command line or the configuration is wrong; the message names the key
+(`darktower: config error: server.quic_port: 70000 is not a port number (0..65535)`). `serve` exits 1 when
+it cannot start (unusable data directory, a child that fails), 0 after SIGTERM/SIGINT.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+from typing import Any
+
+from darktower.control.app import web_root_for
+from darktower.core import logging as dt_logging
+from darktower.core.config import Config, ConfigError, from_mapping, load
+from darktower.core.errors import DarkTowerError
+
+_SERVER_FLAGS = ("host", "http_port", "quic_port", "data_dir")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="darktower", description="Dark Tower video conferencing server.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the media worker and the control API")
+    serve.add_argument("--config", help="TOML file (default: $DARKTOWER_CONFIG, else built-in defaults)")
+    serve.add_argument("--host", help="address to bind (server.host)")
+    serve.add_argument("--http-port", type=int, help="control API TCP port, 0 = any (server.http_port)")
+    serve.add_argument("--quic-port", type=int, help="WebTransport UDP port, 0 = any (server.quic_port)")
+    serve.add_argument("--data-dir", help="database, keys and certificates (server.data_dir)")
+
+    commands.add_parser(
+        "bot", add_help=False, help="join a meeting as a synthetic participant (see `darktower bot --help`)"
+    )
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    check = config_commands.add_parser("check", help="validate and print the effective configuration")
+    check.add_argument("--config", help="TOML file (default: $DARKTOWER_CONFIG)")
+    return parser
+
+
+def effective_config(args: argparse.Namespace) -> Config:
+    """Defaults < TOML file < DARKTOWER_* environment < command-line flags, validated as a whole."""
+    config = load(args.config)
+    flags = {key: getattr(args, key) for key in _SERVER_FLAGS if getattr(args, key, None) is not None}
+    if flags:
+        data: dict[str, Any] = config.to_dict()
+        data["server"].update(flags)
+        config = from_mapping(data)
+    web_root_for(config)
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    print(f"darktower: not yet wired ({args})", file=sys.stderr)
-    return 2
+    parser = _parser()
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "bot":
+        from darktower.client.bot import main as bot_main  # noqa: PLC0415 - the server never needs the client
+
+        return bot_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        config = effective_config(args)
+    except ConfigError as exc:
+        print(f"darktower: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    from darktower.supervisor.serve import serve  # noqa: PLC0415 - loads the server stack only to serve
+
+    dt_logging.setup(config.log.level, config.log.format, "supervisor")
+    try:
+        serve(config, announce=lambda line: print(line, flush=True))
+    except DarkTowerError as exc:
+        print(f"darktower: {exc}", file=sys.stderr)
+        return 1
+    return 0

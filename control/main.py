@@ -1,0 +1,115 @@
+"""The control plane process: the API of `darktower.control.app` served by hypercorn.
+
+`control_process` is the child-process entry the supervisor spawns. It listens on `server.host:http_port`
+(port 0 picks a free one), opens the SQLite meeting store, and only then reports `{"http_port": <bound
+port>}` on `ready_conn`, so a supervisor that has the message can send requests at once. SIGTERM or SIGINT
+stops it gracefully. Failing to start (port taken, unusable database) logs why, reports `{"error": why}`
+and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, cast
+
+import uvloop
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.typing import ASGIFramework
+
+from darktower.control.app import create_app
+from darktower.control.sqlite_store import SqliteMeetingStore, database_path
+from darktower.core import logging as dt_logging
+from darktower.core.certs import load_certificate, store_for, utcnow
+from darktower.core.config import Config, from_mapping
+from darktower.core.errors import DarkTowerError
+from darktower.core.tokens import TokenSigner, load_or_create_signing_key, signing_key_path
+
+log = logging.getLogger(__name__)
+
+_HASHABLE_VALIDITY = timedelta(days=14)
+"""Browsers accept a certificate by hash only when it is valid for less than this."""
+
+
+def certificate_hashes_for(config: Config) -> Callable[[], list[bytes]]:
+    """What join replies list as `certificate_hashes`.
+
+    Self-signed mode: every certificate of the store valid now (rotation keeps the outgoing one listed). A
+    configured certificate is listed only when browsers can accept it by hash (valid under 14 days); a
+    long-lived one is meant for ordinary Web PKI validation, and listing it would make browsers refuse it.
+    """
+    if config.tls.certificate:
+        cert = load_certificate(Path(config.tls.certificate), Path(config.tls.private_key))
+        fixed = [cert.sha256] if cert.not_after - cert.not_before < _HASHABLE_VALIDITY else []
+        return lambda: list(fixed)
+    store = store_for(
+        config.server.data_dir, config.tls.self_signed_validity_hours, config.tls.rotate_before_expiry_hours
+    )
+    return lambda: store.hashes(utcnow())
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on `host:port` (port 0 = ephemeral)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+async def run_control(
+    config: Config, quic_port: int, *, on_ready: Callable[[int], None], stop: asyncio.Event
+) -> None:
+    """Serves until `stop` is set; calls `on_ready(port)` once requests can be sent."""
+    signer = TokenSigner(
+        load_or_create_signing_key(signing_key_path(config.server.data_dir, config.auth.signing_key)),
+        config.auth.issuer,
+        config.auth.join_token_ttl_s,
+    )
+    hashes = certificate_hashes_for(config)
+    store = await SqliteMeetingStore.open(database_path(config.server.data_dir))
+    try:
+        app = create_app(
+            config=config, signer=signer, store=store, certificate_hashes=hashes, quic_port=quic_port
+        )
+        sock = listen(config.server.host, config.server.http_port)
+        port = int(sock.getsockname()[1])
+        server_config = HypercornConfig()
+        server_config.bind = [f"fd://{sock.detach()}"]
+        server_config.errorlog = logging.getLogger("hypercorn.error")
+        log.info("control plane listening", extra={"peer": f"{config.server.host}:{port}"})
+        on_ready(port)
+        await serve(cast("ASGIFramework", app), server_config, shutdown_trigger=stop.wait, mode="asgi")
+    finally:
+        await store.close()
+
+
+def control_process(config_data: dict[str, Any], quic_port: int, ready_conn: Connection) -> None:
+    """Child-process entry (multiprocessing spawn): serve the API until SIGTERM/SIGINT."""
+    config = from_mapping(config_data)
+    dt_logging.setup(config.log.level, config.log.format, "control")
+
+    def report_ready(port: int) -> None:
+        ready_conn.send({"http_port": port})
+        ready_conn.close()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_control(config, quic_port, on_ready=report_ready, stop=stop)
+
+    try:
+        uvloop.run(main())
+    except (DarkTowerError, OSError) as exc:
+        log.error("control plane failed: %s", exc)  # noqa: TRY400 - the message is the whole story
+        if not ready_conn.closed:
+            ready_conn.send({"error": str(exc)})
+        sys.exit(1)
+    log.info("control plane stopped")

@@ -1,0 +1,95 @@
+"""The JSON bodies of the control API and how a bad one is described to the caller.
+
+Bodies are parsed by pydantic's own JSON parser (strict UTF-8, no NaN, lone surrogates refused) straight
+into strict models, so every malformed input becomes one `invalid_request` whose message names the field and
+the reason (`display_name: String should have at most 64 characters`). Unknown fields are refused: a
+misspelt `dispaly_name` must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Final
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+)
+
+MEETING_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def _printable(value: str) -> str:
+    """Refuses control characters: names and titles are shown to other people and written to logs."""
+    for char in value:
+        if unicodedata.category(char) == "Cc":
+            raise ValueError(f"must not contain control characters (found U+{ord(char):04X})")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class CreateMeetingRequest(RequestBody):
+    meeting_id: Annotated[StrictStr, Field(pattern=MEETING_ID_PATTERN)] | None = None
+    title: Annotated[StrictStr, Field(max_length=200), AfterValidator(_printable)] = ""
+
+
+class JoinRequest(RequestBody):
+    display_name: Annotated[
+        StrictStr, Field(min_length=1, max_length=64), AfterValidator(_printable), AfterValidator(_not_blank)
+    ]
+    publish: StrictBool = True
+    subscribe: StrictBool = True
+
+
+class MeetingResponse(BaseModel):
+    meeting_id: str
+    title: str
+    created_at: str
+    """ISO 8601 with offset."""
+
+
+class CertificateHash(BaseModel):
+    algorithm: str
+    value: str
+    """Lower-case hex."""
+
+
+class JoinResponse(BaseModel):
+    token: str
+    participant_id: str
+    meeting_id: str
+    webtransport_url: str
+    certificate_hashes: list[CertificateHash]
+    expires_at: str
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each offending field (or the body itself) and why, e.g. `title: ...; publish: ...`."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        if error["type"] == "json_invalid":
+            reason = error.get("ctx", {}).get("error", error["msg"])
+            parts.append(f"body is not valid JSON: {reason}")
+            continue
+        where = ".".join(str(item) for item in error["loc"]) or "body"
+        message = error["msg"]
+        if error["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        elif error["type"] == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
