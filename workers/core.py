@@ -50,9 +50,8 @@ class WorkerCore:
         self, session: int, stream_id: int, data: bytes, end_stream: bool, now_us: int
     ) -> list[Action]:
         """Bytes of one of the session's unidirectional streams (one video group each)."""
-        del now_us  # video forwarding depends on nothing but the frames
         state = self._sessions.get(session)
-        return state.media_stream_received(stream_id, data, end_stream) if state is not None else []
+        return state.media_stream_received(stream_id, data, end_stream, now_us) if state is not None else []
 
     def media_stream_reset(self, session: int, stream_id: int, now_us: int) -> list[Action]:
         """The client reset one of its unidirectional streams: that group ends where it stopped."""

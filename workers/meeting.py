@@ -76,6 +76,7 @@ class Track:
         "_stream",
         "fanout",
         "info",
+        "keyframe_owed",
         "kind",
         "publisher",
         "subscribers",
@@ -97,6 +98,9 @@ class Track:
         self._group = 0
         self._receivers: tuple[int, ...] = ()
         self._last_keyframe_request_us: int | None = None
+        self.keyframe_owed = False
+        """A subscriber waits for a group and its keyframe request was held back by the interval: it goes
+        out with the publisher's first frame after the interval, unless a new group serves it first."""
         self._keyframe_request = messages.send(
             publisher.session, pb.ServerMessage(keyframe_request=pb.KeyframeRequest(track_id=track_id))
         )
@@ -129,9 +133,15 @@ class Track:
             return None
         last = self._last_keyframe_request_us
         if last is not None and 0 <= now_us - last < KEYFRAME_REQUEST_INTERVAL_US:
+            self.keyframe_owed = True
             return None
         self._last_keyframe_request_us = now_us
+        self.keyframe_owed = False
         return self._keyframe_request
+
+    def owed_keyframe_request(self, now_us: int) -> SendSignaling | None:
+        """The held-back request, once the interval since the last one has passed."""
+        return self.request_keyframe(now_us)
 
     # --- video groups --------------------------------------------------------------------------------
 
@@ -140,6 +150,7 @@ class Track:
         goes to every current subscriber."""
         self._stream = stream
         self._group = group
+        self.keyframe_owed = False
         receivers = self._receivers = self.fanout
         if not receivers:
             return None

@@ -264,7 +264,9 @@ class Session:
         fanout = track.fanout
         return [SendDatagram(fanout, data)] if fanout else []
 
-    def media_stream_received(self, stream_id: int, data: bytes, end_stream: bool) -> list[Action]:
+    def media_stream_received(
+        self, stream_id: int, data: bytes, end_stream: bool, now_us: int
+    ) -> list[Action]:
         """Bytes of the publisher's unidirectional stream `stream_id`, which carries one video group."""
         member = self.member
         if member is None or not member.active:
@@ -287,9 +289,17 @@ class Session:
         except FrameError as exc:
             inbound.dropped = True
             return actions + self._end_group(inbound, stream_id) + self._bad_frame(str(exc))
+        actions += self._owed_keyframe_request(inbound.track, now_us)
         if end_stream:
             actions += self._end_group(inbound, stream_id)
         return actions
+
+    @staticmethod
+    def _owed_keyframe_request(track: Track | None, now_us: int) -> list[Action]:
+        if track is None or not track.keyframe_owed:
+            return []
+        request = track.owed_keyframe_request(now_us)
+        return [request] if request is not None else []
 
     @staticmethod
     def _video_frame(

@@ -234,6 +234,36 @@ def test_keyframe_requests_are_rate_limited_per_track(world: World) -> None:
     assert keyframe_requests(world, alice) == [camera]
 
 
+def test_held_back_keyframe_request_goes_out_once_the_interval_passed(world: World) -> None:
+    alice, _ = world.join("alice")
+    bob, _ = world.join("bob")
+    carol, _ = world.join("carol")
+    dave, _ = world.join("dave")
+    track = world.publish(alice, VIDEO)
+    world.subscribe(bob, track)
+    assert keyframe_requests(world, alice) == [track]
+    stream_id = world.new_stream_id(alice)
+    world.stream(alice, stream_id, world.video_frame(track, 0, 0))
+    world.subscribe(carol, track)  # the group bob asked for has started: carol waits, her request is held
+    assert keyframe_requests(world, alice) == []
+    world.advance(0.5)
+    world.stream(alice, stream_id, world.video_frame(track, 0, 1))
+    assert keyframe_requests(world, alice) == []
+    world.advance(0.5)
+    world.stream(alice, stream_id, world.video_frame(track, 0, 2))
+    assert keyframe_requests(world, alice) == [track]
+    world.stream(alice, stream_id, world.video_frame(track, 0, 3), end=True)
+    assert keyframe_requests(world, alice) == []
+    next_group = send_group(world, alice, track, 1)
+    assert world.video_frames(carol, track) == [next_group]
+    world.advance(0.1)
+    world.subscribe(dave, track)  # within the interval again: held back, owed
+    send_group(world, alice, track, 2)  # ...and served by the next group, so nothing is owed any more
+    world.advance(2)
+    send_group(world, alice, track, 3)
+    assert keyframe_requests(world, alice) == []
+
+
 def test_lagging_subscriber_skips_to_the_next_group(world: World) -> None:
     alice, _ = world.join("alice")
     bob, _ = world.join("bob")
