@@ -1,10 +1,10 @@
 """The control plane process: the API of `darktower.control.app` served by hypercorn.
 
 `control_process` is the child-process entry the supervisor spawns. It listens on `server.host:http_port`
-(port 0 picks a free one), opens the SQLite meeting store, and only then reports `{"http_port": <bound
-port>}` on `ready_conn`, so a supervisor that has the message can send requests at once. SIGTERM or SIGINT
-stops it gracefully. Failing to start (port taken, unusable database) logs why, reports `{"error": why}`
-and exits with status 1.
+(port 0 picks a free one), opens the configured durable store (`[store] durable`: SQLite or PostgreSQL, with
+its migrations applied), and only then reports `{"http_port": <bound port>}` on `ready_conn`, so a
+supervisor that has the message can send requests at once. SIGTERM or SIGINT stops it gracefully. Failing
+to start (port taken, unusable database) logs why, reports `{"error": why}` and exits with status 1.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.typing import ASGIFramework
 
 from darktower.control.app import create_app
-from darktower.control.sqlite_store import SqliteMeetingStore, database_path
+from darktower.control.backends import open_durable_store
 from darktower.core import logging as dt_logging
 from darktower.core.certs import load_certificate, store_for, utcnow
 from darktower.core.config import Config, from_mapping
@@ -72,7 +72,7 @@ async def run_control(
         config.auth.join_token_ttl_s,
     )
     hashes = certificate_hashes_for(config)
-    store = await SqliteMeetingStore.open(database_path(config.server.data_dir))
+    store = await open_durable_store(config)
     try:
         app = create_app(
             config=config, signer=signer, store=store, certificate_hashes=hashes, quic_port=quic_port

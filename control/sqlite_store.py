@@ -1,9 +1,8 @@
-"""The SQLite `MeetingStore` (`<data_dir>/darktower.sqlite3`) and its versioned schema.
+"""The SQLite `MeetingStore` (`<data_dir>/darktower.sqlite3`), the embedded default.
 
-The schema is a list of numbered migrations. `schema_migrations` records each one applied; opening the store
-applies the missing ones, in order, in one `BEGIN IMMEDIATE` transaction, so several processes opening one
-database at once apply every migration exactly once, and a failed migration leaves the previous schema. A database written by a newer server (a
-version this code does not know) is refused rather than guessed at.
+Opening the store applies the missing migrations of `darktower.control.migrations` inside one
+`BEGIN IMMEDIATE` transaction: SQLite's write lock is the schema lock, so several processes opening one
+database at once apply every migration exactly once.
 """
 
 from __future__ import annotations
@@ -15,22 +14,10 @@ from typing import Final, Self
 
 import aiosqlite
 
+from darktower.control.migrations import MIGRATIONS, Dialect, Migration, MigrationReport, apply_migrations
 from darktower.control.store import Meeting, MeetingExistsError, StoreError
 
 DATABASE_NAME: Final = "darktower.sqlite3"
-
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        """
-        CREATE TABLE meetings (
-            meeting_id TEXT PRIMARY KEY,
-            title TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        ) STRICT
-        """,
-    ),
-)
-"""Migration n (1-based) is MIGRATIONS[n - 1]. Only ever append."""
 
 _BUSY_TIMEOUT_S: Final = 10.0
 
@@ -40,11 +27,13 @@ def database_path(data_dir: str) -> Path:
 
 
 class SqliteMeetingStore:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: aiosqlite.Connection, migration: MigrationReport) -> None:
         self._db = connection
+        self.migration = migration
+        """What opening the store did to the schema."""
 
     @classmethod
-    async def open(cls, path: Path) -> Self:
+    async def open(cls, path: Path, migrations: tuple[Migration, ...] = MIGRATIONS) -> Self:
         """Opens (creating if needed) the database at `path` and brings its schema up to date."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,17 +41,20 @@ class SqliteMeetingStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open meeting database {path}: {exc}") from None
         try:
-            await _migrate(connection, path)
+            report = await migrate_sqlite(connection, str(path), migrations)
         except sqlite3.Error as exc:
             await connection.close()
             raise StoreError(f"cannot use meeting database {path}: {exc}") from None
         except BaseException:
             await connection.close()
             raise
-        return cls(connection)
+        return cls(connection, report)
 
     async def schema_version(self) -> int:
-        return await _current_version(self._db)
+        async with self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
 
     async def create(self, meeting: Meeting) -> None:
         try:
@@ -86,41 +78,46 @@ class SqliteMeetingStore:
         await self._db.close()
 
 
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+async def migrate_sqlite(
+    db: aiosqlite.Connection, where: str, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> MigrationReport:
+    """Applies the missing `migrations` to `db` (in autocommit mode) in one transaction."""
     # The write lock is taken before anything is read, so processes opening the database at once queue on the
     # busy timeout instead of one failing to upgrade its read lock. (The rollback journal is kept: switching
     # a fresh database to WAL races with exactly this and fails with "database is locked".)
     await db.execute("BEGIN IMMEDIATE")
     try:
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL) STRICT"
-        )
-        current = await _current_version(db)
-        _check_known(current, path)
-        for version in range(current + 1, len(MIGRATIONS) + 1):
-            for statement in MIGRATIONS[version - 1]:
-                await db.execute(statement)
-            await db.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                (version, datetime.now(UTC).isoformat()),
-            )
+        report = await apply_migrations(_SqliteSchemaSession(db), where, migrations)
     except BaseException:
         await db.execute("ROLLBACK")
         raise
     await db.execute("COMMIT")
+    return report
 
 
-def _check_known(version: int, path: Path) -> None:
-    if version > len(MIGRATIONS):
-        raise StoreError(
-            f"{path}: schema version {version} is newer than this server supports ({len(MIGRATIONS)}); "
-            "upgrade darktower"
+class _SqliteSchemaSession:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @property
+    def dialect(self) -> Dialect:
+        return Dialect.SQLITE
+
+    async def current_version(self) -> int:
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL) STRICT"
         )
+        async with self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
 
+    async def execute(self, statement: str) -> None:
+        await self._db.execute(statement)
 
-async def _current_version(db: aiosqlite.Connection) -> int:
-    async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+    async def record(self, version: int) -> None:
+        await self._db.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+            (version, datetime.now(UTC).isoformat()),
+        )

@@ -21,6 +21,11 @@ class StoreError(ControlError):
     """The store cannot be opened or used (unreadable file, schema from a newer server)."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store's server cannot be reached now (down, refusing connections, timing out); a later try may
+    succeed, so callers answer "unavailable" rather than treating it as a bug."""
+
+
 class MeetingExistsError(ControlError):
     """`create` was given an id that is already taken."""
 
@@ -33,6 +38,7 @@ class MeetingExistsError(ControlError):
 class Meeting:
     meeting_id: str
     title: str
+    """Printable text (the API refuses control characters; PostgreSQL cannot store NUL)."""
     created_at: datetime
     """Timezone-aware (UTC)."""
 

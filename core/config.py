@@ -126,6 +126,44 @@ class LimitsConfig(_Section, frozen=True):
             raise ConfigError(f"{section}.max_frame_payload_bytes: over 16 MiB")
 
 
+class StoreConfig(_Section, frozen=True):
+    durable: Literal["sqlite", "postgres"] = "sqlite"
+    """Where records that must not be lost live: SQLite in `server.data_dir` (one box) or PostgreSQL."""
+    postgres_dsn: str = ""
+    """`postgresql://user:password@host:port/database`; required when `durable = "postgres"`."""
+    postgres_pool_size: int = 10
+    """Connections each control-plane process keeps to PostgreSQL at most."""
+    ephemeral: Literal["memory", "redis"] = "memory"
+    """Where presence, meeting placement, rate limits and caches live: in the process, or Redis."""
+    redis_url: str = ""
+    """`redis://[:password@]host:port/db`, `rediss://...` or `unix:///path`; required when `ephemeral = "redis"`."""
+    redis_key_prefix: str = "darktower:"
+    """Start of every Redis key, so deployments can share one Redis."""
+    connect_timeout_s: float = 5.0
+    """How long connecting to PostgreSQL or Redis may take before it counts as unavailable."""
+
+    def check(self, section: str) -> None:
+        self._check_url(section, "postgres_dsn", "durable", "postgres", ("postgres://", "postgresql://"))
+        self._check_url(section, "redis_url", "ephemeral", "redis", ("redis://", "rediss://", "unix://"))
+        if not 1 <= self.postgres_pool_size <= 1000:
+            raise ConfigError(f"{section}.postgres_pool_size: {self.postgres_pool_size} is outside 1..1000")
+        if not 0 < self.connect_timeout_s <= 300:
+            raise ConfigError(f"{section}.connect_timeout_s: {self.connect_timeout_s} is outside (0, 300]")
+
+    def _check_url(self, section: str, key: str, kind_key: str, kind: str, schemes: tuple[str, ...]) -> None:
+        url: str = getattr(self, key)
+        chosen = getattr(self, kind_key) == kind
+        if chosen and not url:
+            raise ConfigError(f'{section}.{key}: required when {section}.{kind_key} = "{kind}"')
+        if url and not chosen:
+            raise ConfigError(
+                f'{section}.{key}: set, but {section}.{kind_key} is not "{kind}" '
+                f'(set {section}.{kind_key} = "{kind}" to use it)'
+            )
+        if url and not url.startswith(schemes):
+            raise ConfigError(f"{section}.{key}: must start with {' or '.join(schemes)}")
+
+
 class LogConfig(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
@@ -136,6 +174,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
     def check(self) -> None:

@@ -1,13 +1,16 @@
-"""The `darktower` command: `serve`, `bot`, `config check`.
+"""The `darktower` command: `serve`, `migrate`, `bot`, `config check`.
 
 Exit status 2 means the command line or the configuration is wrong; the message names the key
 (`darktower: config error: server.quic_port: 70000 is not a port number (0..65535)`). `serve` exits 1 when
-it cannot start (unusable data directory, a child that fails), 0 after SIGTERM/SIGINT.
+it cannot start (unusable data directory, a child that fails), 0 after SIGTERM/SIGINT. `migrate` brings the
+configured durable store's schema up to date (what `serve` also does when it starts) and exits 1 when the
+store cannot be reached or is from a newer server.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
@@ -30,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="control API TCP port, 0 = any (server.http_port)")
     serve.add_argument("--quic-port", type=int, help="WebTransport UDP port, 0 = any (server.quic_port)")
     serve.add_argument("--data-dir", help="database, keys and certificates (server.data_dir)")
+
+    migrate = commands.add_parser("migrate", help="apply the durable store's missing schema migrations")
+    migrate.add_argument("--config", help="TOML file (default: $DARKTOWER_CONFIG, else built-in defaults)")
+    migrate.add_argument("--data-dir", help="where the SQLite database lives (server.data_dir)")
 
     commands.add_parser(
         "bot", add_help=False, help="join a meeting as a synthetic participant (see `darktower bot --help`)"
@@ -71,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    if args.command == "migrate":
+        return _migrate(config)
     from darktower.supervisor.serve import serve  # noqa: PLC0415 - loads the server stack only to serve
 
     dt_logging.setup(config.log.level, config.log.format, "supervisor")
@@ -79,4 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     except DarkTowerError as exc:
         print(f"darktower: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _migrate(config: Config) -> int:
+    from darktower.control.backends import durable_location, migrate  # noqa: PLC0415 - loads drivers on use
+
+    where = durable_location(config)
+    try:
+        report = asyncio.run(migrate(config))
+    except DarkTowerError as exc:
+        print(f"darktower: {exc}", file=sys.stderr)
+        return 1
+    if report.applied:
+        applied = ", ".join(str(version) for version in report.applied)
+        print(
+            f"{where}: migrated from schema version {report.previous} to {report.current} (applied {applied})"
+        )
+    else:
+        print(f"{where}: schema version {report.current} is current; nothing to apply")
     return 0

@@ -43,6 +43,25 @@ def test_the_file_can_be_named_by_the_environment(tmp_path: Path) -> None:
             "limits.max_signaling_message_bytes: must be at least 1",
         ),
         ('[log]\nlevel = "loud"\n', "log.level: invalid enum value 'loud'"),
+        ('[store]\ndurable = "mysql"\n', "store.durable: invalid enum value 'mysql'"),
+        ('[store]\nephemeral = "memcached"\n', "store.ephemeral: invalid enum value 'memcached'"),
+        ('[store]\ndurable = "postgres"\n', 'store.postgres_dsn: required when store.durable = "postgres"'),
+        ('[store]\nephemeral = "redis"\n', 'store.redis_url: required when store.ephemeral = "redis"'),
+        (
+            '[store]\npostgres_dsn = "postgresql://db/x"\n',
+            'store.postgres_dsn: set, but store.durable is not "postgres"',
+        ),
+        ('[store]\nredis_url = "redis://r"\n', 'store.redis_url: set, but store.ephemeral is not "redis"'),
+        (
+            '[store]\ndurable = "postgres"\npostgres_dsn = "mysql://u:secret@db/x"\n',
+            "store.postgres_dsn: must start with postgres:// or postgresql://$",
+        ),
+        (
+            '[store]\nephemeral = "redis"\nredis_url = "http://r"\n',
+            "store.redis_url: must start with redis:// or rediss:// or unix://",
+        ),
+        ("[store]\npostgres_pool_size = 0\n", "store.postgres_pool_size: 0 is outside 1..1000"),
+        ("[store]\nconnect_timeout_s = 0\n", r"store.connect_timeout_s: 0.0 is outside \(0, 300\]"),
         ("[server\n", "is not valid TOML"),
     ],
 )
@@ -66,6 +85,26 @@ def test_a_bad_file_stops_start_up_with_a_message_naming_the_key(
 def test_a_bad_environment_variable_is_named(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load(environ={name: value})
+
+
+def test_the_stores_default_to_the_embedded_ones() -> None:
+    store = load(environ={}).store
+    assert (store.durable, store.ephemeral) == ("sqlite", "memory")
+
+
+def test_postgres_and_redis_are_chosen_with_their_addresses() -> None:
+    store = load(
+        environ={
+            "DARKTOWER_STORE__DURABLE": "postgres",
+            "DARKTOWER_STORE__POSTGRES_DSN": "postgresql://dt:pw@db:5432/dt",
+            "DARKTOWER_STORE__EPHEMERAL": "redis",
+            "DARKTOWER_STORE__REDIS_URL": "rediss://cache:6380/1",
+            "DARKTOWER_STORE__CONNECT_TIMEOUT_S": "2.5",
+        }
+    ).store
+    assert store.postgres_dsn == "postgresql://dt:pw@db:5432/dt"
+    assert store.redis_url == "rediss://cache:6380/1"
+    assert store.connect_timeout_s == 2.5
 
 
 def test_test_harness_variables_are_not_config_keys() -> None:

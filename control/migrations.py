@@ -1,0 +1,120 @@
+"""The durable schema as numbered migrations, and the one runner that applies them to SQLite and PostgreSQL.
+
+Migration n means the same change in both dialects: each `Migration` carries its SQLite and its PostgreSQL
+statements side by side, so the two schemas cannot drift apart in version or meaning. Only ever append.
+
+A dialect adapter (`SchemaSession`) gives the runner one connection inside a transaction that holds the
+database's schema lock, so processes starting at once apply each migration exactly once, and a failing
+migration leaves the previous schema. A database at a version this code does not know (written by a newer
+server) is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, Protocol
+
+from darktower.control.store import StoreError
+
+
+class Dialect(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+    def statements(self, dialect: Dialect) -> tuple[str, ...]:
+        return self.sqlite if dialect is Dialect.SQLITE else self.postgres
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        version=1,
+        name="meetings",
+        sqlite=(
+            """
+            CREATE TABLE meetings (
+                meeting_id TEXT PRIMARY KEY,
+                title TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            ) STRICT
+            """,
+        ),
+        postgres=(
+            """
+            CREATE TABLE meetings (
+                meeting_id TEXT PRIMARY KEY,
+                title TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+        ),
+    ),
+)
+"""Migration n is MIGRATIONS[n - 1]."""
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    """What opening a durable store did to its schema."""
+
+    previous: int
+    """Schema version found (0: a new database)."""
+    current: int
+    """Schema version now."""
+
+    @property
+    def applied(self) -> range:
+        return range(self.previous + 1, self.current + 1)
+
+
+class SchemaSession(Protocol):
+    """One connection of `dialect`, inside a transaction that holds the schema lock until it ends."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    async def current_version(self) -> int:
+        """The highest version recorded, creating the (empty) record table when it is missing."""
+
+    async def execute(self, statement: str) -> None:
+        """Runs one migration statement."""
+
+    async def record(self, version: int) -> None:
+        """Records that `version` has been applied, with the time it was."""
+
+
+async def apply_migrations(
+    session: SchemaSession, where: str, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> MigrationReport:
+    """Brings the schema in `session` up to the last of `migrations`; `where` names the database in errors."""
+    check_sequence(migrations)
+    previous = await session.current_version()
+    if previous > len(migrations):
+        raise StoreError(
+            f"{where}: schema version {previous} is newer than this server supports ({len(migrations)}); "
+            "upgrade darktower"
+        )
+    for migration in migrations[previous:]:
+        for statement in migration.statements(session.dialect):
+            await session.execute(statement)
+        await session.record(migration.version)
+    return MigrationReport(previous=previous, current=len(migrations))
+
+
+def check_sequence(migrations: tuple[Migration, ...]) -> None:
+    """Versions must be 1, 2, 3, ... with statements in both dialects (a programming error otherwise)."""
+    for index, migration in enumerate(migrations, start=1):
+        if migration.version != index:
+            raise ValueError(
+                f"migration {migration.name!r} has version {migration.version}, expected {index}"
+            )
+        if not migration.sqlite or not migration.postgres:
+            raise ValueError(f"migration {index} ({migration.name}) lacks statements for a dialect")

@@ -1,0 +1,167 @@
+"""The PostgreSQL `MeetingStore` (asyncpg connection pool), for deployments with more than one box.
+
+Opening the store applies the missing migrations of `darktower.control.migrations` in one transaction that
+first takes a transaction-scoped advisory lock: that lock is the schema lock, so control planes starting at
+once apply every migration exactly once, and PostgreSQL's transactional DDL leaves the previous schema when a
+migration fails. Every statement is parameterized.
+
+Tables are created in the connection's `search_path` (a DSN may set it: `...?search_path=tenant`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final, Self, cast
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from darktower.control.migrations import MIGRATIONS, Dialect, Migration, MigrationReport, apply_migrations
+from darktower.control.store import Meeting, MeetingExistsError, StoreError, StoreUnavailableError
+
+SCHEMA_LOCK_KEY: Final = 0x4454_5343_4845_4D41
+"""Advisory lock id held while migrating ("DTSCHEMA")."""
+
+_UNAVAILABLE: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionFailureError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.TooManyConnectionsError,
+)
+"""What a server that is down, restarting or refusing connections raises. (asyncpg raises
+InternalClientError when the server ends a pooled connection just as a query starts on it.)"""
+
+
+def describe_dsn(dsn: str) -> str:
+    """`dsn` without its password, for messages and logs."""
+    try:
+        parts = urlsplit(dsn)
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "postgres (unparsable DSN)"
+    if parts.scheme not in {"postgres", "postgresql"}:
+        return "postgres (unparsable DSN)"
+    user = f"{parts.username}@" if parts.username else ""
+    return f"postgres://{user}{host}:{port}{parts.path}"
+
+
+class PostgresMeetingStore:
+    def __init__(self, pool: asyncpg.Pool, migration: MigrationReport) -> None:
+        self._pool = pool
+        self.migration = migration
+        """What opening the store did to the schema."""
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout_s: float = 5.0,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+    ) -> Self:
+        """Connects to `dsn` and brings its schema up to date; StoreError when either fails."""
+        where = describe_dsn(dsn)
+        try:
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=pool_size, timeout=connect_timeout_s, command_timeout=None
+            )
+        except (*_UNAVAILABLE, asyncpg.PostgresError, ValueError) as exc:
+            raise StoreError(f"cannot connect to {where}: {_reason(exc)}") from None
+        try:
+            async with pool.acquire() as connection:
+                report = await migrate_postgres(connection, where, migrations)
+        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+            await pool.close()
+            raise StoreError(f"cannot use {where}: {_reason(exc)}") from None
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, report)
+
+    async def schema_version(self) -> int:
+        value = await self._fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        return int(value)
+
+    async def create(self, meeting: Meeting) -> None:
+        status = await self._execute(
+            "INSERT INTO meetings (meeting_id, title, created_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (meeting_id) DO NOTHING",
+            meeting.meeting_id,
+            meeting.title,
+            meeting.created_at,
+        )
+        if status != "INSERT 0 1":
+            raise MeetingExistsError(meeting.meeting_id)
+
+    async def get(self, meeting_id: str) -> Meeting | None:
+        row = await self._fetchrow(
+            "SELECT meeting_id, title, created_at FROM meetings WHERE meeting_id = $1", meeting_id
+        )
+        if row is None:
+            return None
+        return Meeting(meeting_id=row["meeting_id"], title=row["title"], created_at=row["created_at"])
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _execute(self, query: str, *args: object) -> str:
+        try:
+            return cast("str", await self._pool.execute(query, *args))
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"PostgreSQL is unavailable: {_reason(exc)}") from None
+
+    async def _fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        try:
+            return cast("asyncpg.Record | None", await self._pool.fetchrow(query, *args))
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"PostgreSQL is unavailable: {_reason(exc)}") from None
+
+    async def _fetchval(self, query: str, *args: object) -> Any:
+        try:
+            return await self._pool.fetchval(query, *args)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"PostgreSQL is unavailable: {_reason(exc)}") from None
+
+
+async def migrate_postgres(
+    connection: asyncpg.Connection, where: str, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> MigrationReport:
+    """Applies the missing `migrations` through `connection` in one transaction holding the schema lock."""
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_KEY)
+        return await apply_migrations(_PostgresSchemaSession(connection), where, migrations)
+
+
+class _PostgresSchemaSession:
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    @property
+    def dialect(self) -> Dialect:
+        return Dialect.POSTGRES
+
+    async def current_version(self) -> int:
+        await self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        return int(await self._connection.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+
+    async def execute(self, statement: str) -> None:
+        await self._connection.execute(statement)
+
+    async def record(self, version: int) -> None:
+        await self._connection.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())", version
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
