@@ -22,15 +22,22 @@ import {
 function connect(maxMessageBytes?: number) {
   const reader = new DelimitedReader(1 << 20);
   const sent: ClientMessage[] = [];
-  const client = new SignalingClient((bytes) => {
-    for (const body of reader.feed(bytes)) sent.push(fromBinary(ClientMessageSchema, body));
-  }, maxMessageBytes);
+  const dropped: string[] = [];
+  const client = new SignalingClient(
+    (bytes) => {
+      for (const body of reader.feed(bytes)) sent.push(fromBinary(ClientMessageSchema, body));
+    },
+    {
+      ...(maxMessageBytes === undefined ? {} : { maxMessageBytes }),
+      onDropped: (error) => dropped.push(error.message),
+    },
+  );
   const serverBytes = (init: MessageInitShape<typeof ServerMessageSchema>) =>
     encodeDelimited(toBinary(ServerMessageSchema, create(ServerMessageSchema, init)));
   const answer = (init: MessageInitShape<typeof ServerMessageSchema>) => {
     client.receive(serverBytes(init));
   };
-  return { client, sent, answer, serverBytes };
+  return { client, sent, dropped, answer, serverBytes };
 }
 
 describe("SignalingClient", () => {
@@ -115,11 +122,13 @@ describe("SignalingClient", () => {
     expect(events.map((event) => event.case)).toEqual(["trackPublished"]);
   });
 
-  it("refuses an answer to a request that is not pending", () => {
-    const { answer } = connect();
-    expect(() => {
-      answer({ requestId: 42, body: { case: "ack", value: {} } });
-    }).toThrow(SignalingError);
+  it("drops and reports an answer to a request that is not pending, then carries on", async () => {
+    const { client, dropped, answer } = connect();
+    answer({ requestId: 42, body: { case: "ack", value: {} } });
+    expect(dropped).toEqual([expect.stringMatching(/request 42, which is not pending/)]);
+    const subscribed = client.subscribe(1);
+    answer({ requestId: 1, body: { case: "ack", value: {} } });
+    await expect(subscribed).resolves.toBeUndefined();
   });
 
   it("refuses a length prefix over its limit before the body arrives", () => {
@@ -129,11 +138,22 @@ describe("SignalingClient", () => {
     }).toThrow(/over the limit/);
   });
 
-  it("refuses bytes that are not a ServerMessage", () => {
-    const { client } = connect();
-    expect(() => {
-      client.receive(encodeDelimited(Uint8Array.of(0xff, 0xff, 0xff)));
-    }).toThrow(SignalingError);
+  it("drops bytes that are not a ServerMessage and messages without a body, then carries on", () => {
+    const { client, dropped, serverBytes } = connect();
+    const events: SignalingEvent[] = [];
+    client.onEvent((event) => events.push(event));
+    client.receive(
+      Uint8Array.from([
+        ...encodeDelimited(Uint8Array.of(0xff, 0xff, 0xff)),
+        ...serverBytes({}),
+        ...serverBytes({ body: { case: "trackUnpublished", value: { trackId: 4 } } }),
+      ]),
+    );
+    expect(dropped).toEqual([
+      expect.stringMatching(/not a ServerMessage/),
+      expect.stringMatching(/without a body/),
+    ]);
+    expect(events.map((event) => event.case)).toEqual(["trackUnpublished"]);
   });
 
   it("rejects pending and later requests once closed", async () => {

@@ -1,40 +1,106 @@
 /**
- * Counters the app keeps on `window.__darktower`, for end-to-end tests and for people debugging in the
- * console. They only ever count up; nothing reads them back to make decisions.
+ * What the app exposes on `window` for end-to-end tests, benchmarks and people debugging in the console.
+ *
+ * `window.__darktower` holds counters (they only ever count up; nothing reads them back to make decisions)
+ * and a bounded record of glass-to-glass latencies. `window.__darktowerHooks` holds test hooks that act on
+ * the live meeting, such as dropping the transport the way a network failure would.
  */
 
+export type SessionState = "idle" | "connecting" | "joined" | "reconnecting" | "left" | "failed";
+
 export interface DarkTowerDebug {
-  state: "idle" | "connecting" | "joined" | "closed" | "failed";
+  state: SessionState;
   participantId: string | null;
+  /** Display names of everyone this page has met, by participant id. */
+  names: Record<string, string>;
   sentVideoFrames: number;
   sentAudioFrames: number;
-  /** Decoded video frames by publishing participant id. */
+  droppedCameraFrames: number;
+  droppedAudioPackets: number;
+  abandonedGroups: number;
+  /** Video frames out of the decoder (or, for the bot's synthetic media, drawn as test cards), by publisher. */
   decodedVideoFrames: Record<string, number>;
-  decodedAudioFrames: number;
+  /** Audio packets out of the decoder (or, for synthetic media, verified and muted), by publisher. */
+  decodedAudioFrames: Record<string, number>;
+  /** The part of the two counts above that was the bot's synthetic media, by publisher. */
+  syntheticFrames: Record<string, number>;
+  /** Decoders that failed or fell behind and waited for a keyframe. */
+  decoderStalls: number;
+  keyframeRequests: number;
+  /** Malformed media or signaling from the server, dropped. */
+  droppedGarbage: number;
+  reconnects: number;
+  /** The last glass-to-glass video latencies in milliseconds (capture to decoded frame), by publisher. */
+  latencyMs: Record<string, number[]>;
   errors: string[];
+}
+
+export interface DarkTowerHooks {
+  /** Closes the WebTransport session without leaving, as a lost network would; the app reconnects. */
+  killTransport: () => void;
 }
 
 declare global {
   interface Window {
     __darktower?: DarkTowerDebug;
+    __darktowerHooks?: DarkTowerHooks;
   }
 }
+
+/** Latency samples kept per publisher. */
+const LATENCY_SAMPLES = 3000;
 
 export function debugCounters(): DarkTowerDebug {
   window.__darktower ??= {
     state: "idle",
     participantId: null,
+    names: {},
     sentVideoFrames: 0,
     sentAudioFrames: 0,
+    droppedCameraFrames: 0,
+    droppedAudioPackets: 0,
+    abandonedGroups: 0,
     decodedVideoFrames: {},
-    decodedAudioFrames: 0,
+    decodedAudioFrames: {},
+    syntheticFrames: {},
+    decoderStalls: 0,
+    keyframeRequests: 0,
+    droppedGarbage: 0,
+    reconnects: 0,
+    latencyMs: {},
     errors: [],
   };
   return window.__darktower;
 }
 
+export function countFor(counters: Record<string, number>, key: string): void {
+  counters[key] = (counters[key] ?? 0) + 1;
+}
+
+export function recordLatency(publisherId: string, latencyMs: number): void {
+  const samples = (debugCounters().latencyMs[publisherId] ??= []);
+  samples.push(latencyMs);
+  if (samples.length > LATENCY_SAMPLES) samples.splice(0, samples.length - LATENCY_SAMPLES);
+}
+
+export function setHooks(hooks: DarkTowerHooks | null): void {
+  if (hooks === null) delete window.__darktowerHooks;
+  else window.__darktowerHooks = hooks;
+}
+
+/** Something went wrong that the app could not handle: counted, and logged as an error. */
 export function recordError(context: string, error: unknown): void {
-  const message = `${context}: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`;
+  const message = `${context}: ${describe(error)}`;
   debugCounters().errors.push(message);
   console.error(message);
+}
+
+/** Garbage from the server that was dropped: counted, and logged as a warning. */
+export function recordGarbage(context: string, error: unknown): void {
+  debugCounters().droppedGarbage++;
+  console.warn(`dropped ${context}: ${describe(error)}`);
+}
+
+export function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

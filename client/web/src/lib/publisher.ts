@@ -1,9 +1,16 @@
 /**
- * Camera and microphone publishing: MediaStreamTrack -> WebCodecs encoder -> media frames on WebTransport.
+ * Publishing: MediaStreamTrack -> WebCodecs encoder -> media frames on WebTransport.
  *
  * Video goes out as one unidirectional stream per group of pictures, audio as one datagram per Opus packet
- * (docs/FRAME-FORMAT.md). The framing decisions live in `packetizer.ts`; this module only moves bytes,
- * into a `MediaSink` (WebTransport in a meeting, memory in the loopback test).
+ * (docs/FRAME-FORMAT.md); the framing decisions live in `packetizer.ts`. A publisher outlives media sessions:
+ * `bind` points it at a session's sink with the track id the server assigned there (after a reconnect the id
+ * is new), `unbind` parks it, and it encodes only while bound. `replaceTrack` switches the device under it
+ * without a new publication.
+ *
+ * Back-pressure never queues without bound: a camera frame that arrives while the encoder still holds
+ * `MAX_ENCODE_QUEUE` frames is dropped; when more than `MAX_PENDING_WRITES` video frames wait for the network
+ * the current group is abandoned (its stream ended) and sending resumes at the next keyframe, which is
+ * requested at once; an audio packet the datagram queue has no room for is dropped, as the network would.
  */
 import { debugCounters, recordError } from "./debug";
 import { AudioPacketizer, VideoPacketizer, audioLevel } from "./packetizer";
@@ -12,16 +19,17 @@ import { AudioPacketizer, VideoPacketizer, audioLevel } from "./packetizer";
 const KEYFRAME_INTERVAL_FRAMES = 150;
 /** Frames waiting in the encoder beyond which new camera frames are dropped (the encoder is behind). */
 const MAX_ENCODE_QUEUE = 2;
+/** Video frames handed to the stream but not yet written beyond which the group is abandoned. */
+const MAX_PENDING_WRITES = 20;
 
-export const VIDEO_CODEC = "vp8";
 export const AUDIO_CODEC = "opus";
 
 /** Where published frames go. */
 export interface MediaSink {
   /** A new stream for one video group (a WebTransport unidirectional stream). */
   openGroup: () => Promise<WritableStreamDefaultWriter<Uint8Array>>;
-  /** One audio frame, unreliably (a datagram); may drop it. */
-  sendDatagram: (bytes: Uint8Array) => Promise<void>;
+  /** One audio frame, unreliably (a datagram); false when it was dropped for lack of room. */
+  sendDatagram: (bytes: Uint8Array) => boolean;
 }
 
 /** A sink onto a WebTransport session. */
@@ -29,32 +37,48 @@ export function webTransportSink(transport: WebTransport): MediaSink {
   const datagrams = (transport.datagrams.writable as WritableStream<Uint8Array>).getWriter();
   return {
     openGroup: async () => (await transport.createUnidirectionalStream()).getWriter(),
-    sendDatagram: (bytes) => datagrams.write(bytes),
+    sendDatagram: (bytes) => {
+      if ((datagrams.desiredSize ?? 0) <= 0) return false;
+      datagrams.write(bytes).catch(() => undefined);
+      return true;
+    },
   };
 }
 
-function nowUs(): bigint {
+/** Wall-clock microseconds: capture times compare across machines' clocks (frame format `capture_us`). */
+export function nowUs(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
 }
 
+/** Bitrate for a picture size: about 3 bits per pixel per second, within 300 kbit/s..3 Mbit/s. */
+export function videoBitrate(width: number, height: number): number {
+  return Math.min(3_000_000, Math.max(300_000, width * height * 3));
+}
+
+interface Binding {
+  sink: MediaSink;
+  packetizer: VideoPacketizer;
+}
+
 export class VideoPublisher {
-  private readonly packetizer: VideoPacketizer;
   private readonly encoder: VideoEncoder;
   private readonly captureTimes = new Map<number, bigint>();
+  private binding: Binding | null = null;
   private writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
   private sendQueue: Promise<void> = Promise.resolve();
+  private pendingWrites = 0;
+  /** Set when a group was abandoned: chunks are dropped until the next keyframe. */
+  private skipToKeyframe = false;
   private keyframeWanted = true;
   private framesSinceKey = 0;
-  private configured = false;
+  private size = { width: 0, height: 0 };
+  private reader: ReadableStreamDefaultReader<VideoFrame> | null = null;
   private stopped = false;
 
   constructor(
-    private readonly track: MediaStreamTrack,
-    private readonly sink: MediaSink,
-    trackId: number,
-    maxPayload: number,
+    private track: MediaStreamTrack,
+    private readonly codec: string,
   ) {
-    this.packetizer = new VideoPacketizer(trackId, maxPayload);
     this.encoder = new VideoEncoder({
       output: (chunk) => {
         this.onChunk(chunk);
@@ -63,7 +87,25 @@ export class VideoPublisher {
         recordError("video encoder", error);
       },
     });
-    void this.pump();
+    void this.pump(track);
+  }
+
+  get mediaTrack(): MediaStreamTrack {
+    return this.track;
+  }
+
+  /** Starts sending into `sink` as track `trackId` (a new group, from a keyframe). */
+  bind(sink: MediaSink, trackId: number, maxPayload: number): void {
+    this.endGroup();
+    this.binding = { sink, packetizer: new VideoPacketizer(trackId, maxPayload) };
+    this.skipToKeyframe = false;
+    this.keyframeWanted = true;
+  }
+
+  /** Stops sending (the session is gone); encoding pauses until the next `bind`. */
+  unbind(): void {
+    this.binding = null;
+    this.endGroup();
   }
 
   /** The server relays a subscriber's request: the next frame starts a new group. */
@@ -71,18 +113,31 @@ export class VideoPublisher {
     this.keyframeWanted = true;
   }
 
-  stop(): void {
-    this.stopped = true;
-    if (this.encoder.state !== "closed") this.encoder.close();
-    const writer = this.writer;
-    this.writer = null;
-    if (writer !== null) void writer.close().catch(() => undefined);
+  /** Publishes `track` instead of the current one (another camera); the next frame is a keyframe. */
+  replaceTrack(track: MediaStreamTrack): void {
+    this.track = track;
+    this.keyframeWanted = true;
+    const previous = this.reader;
+    this.reader = null;
+    void previous?.cancel().catch(() => undefined);
+    void this.pump(track);
   }
 
-  private async pump(): Promise<void> {
-    const reader = new MediaStreamTrackProcessor<VideoFrame>({ track: this.track }).readable.getReader();
+  stop(): void {
+    this.stopped = true;
+    this.unbind();
+    void this.reader?.cancel().catch(() => undefined);
+    if (this.encoder.state !== "closed") this.encoder.close();
+  }
+
+  private async pump(track: MediaStreamTrack): Promise<void> {
+    const reader = new MediaStreamTrackProcessor<VideoFrame>({
+      track,
+      maxBufferSize: 1,
+    }).readable.getReader();
+    this.reader = reader;
     try {
-      while (!this.stopped) {
+      while (!this.stopped && this.reader === reader) {
         const { value: frame, done } = await reader.read();
         if (done) break;
         try {
@@ -92,24 +147,30 @@ export class VideoPublisher {
         }
       }
     } catch (error) {
-      if (!this.stopped) recordError("camera", error);
+      if (!this.stopped && this.reader === reader) recordError("camera", error);
     } finally {
       reader.releaseLock();
     }
   }
 
   private encode(frame: VideoFrame): void {
-    if (this.encoder.state === "closed" || this.encoder.encodeQueueSize > MAX_ENCODE_QUEUE) return;
-    if (!this.configured) {
+    if (this.binding === null || this.encoder.state === "closed") return;
+    if (this.encoder.encodeQueueSize > MAX_ENCODE_QUEUE) {
+      debugCounters().droppedCameraFrames++;
+      return;
+    }
+    const { displayWidth: width, displayHeight: height } = frame;
+    if (width !== this.size.width || height !== this.size.height) {
       this.encoder.configure({
-        codec: VIDEO_CODEC,
-        width: frame.displayWidth,
-        height: frame.displayHeight,
-        bitrate: 1_000_000,
+        codec: this.codec,
+        width,
+        height,
+        bitrate: videoBitrate(width, height),
         framerate: 30,
         latencyMode: "realtime",
       });
-      this.configured = true;
+      this.size = { width, height };
+      this.keyframeWanted = true;
     }
     const keyFrame = this.keyframeWanted || this.framesSinceKey >= KEYFRAME_INTERVAL_FRAMES;
     this.keyframeWanted = false;
@@ -121,45 +182,67 @@ export class VideoPublisher {
   private onChunk(chunk: EncodedVideoChunk): void {
     const captureUs = this.captureTimes.get(chunk.timestamp) ?? nowUs();
     this.captureTimes.delete(chunk.timestamp);
+    const binding = this.binding;
+    if (binding === null || this.stopped) return;
+    const keyframe = chunk.type === "key";
+    if (this.skipToKeyframe && !keyframe) return;
+    this.skipToKeyframe = false;
+    if (this.pendingWrites >= MAX_PENDING_WRITES) {
+      this.abandonGroup();
+      return;
+    }
     const payload = new Uint8Array(chunk.byteLength);
     chunk.copyTo(payload);
-    const packet = this.packetizer.packetize(chunk.type === "key", captureUs, payload);
+    const packet = binding.packetizer.packetize(keyframe, captureUs, payload);
     if (packet === null) return;
+    this.pendingWrites++;
     this.sendQueue = this.sendQueue
-      .then(() => this.send(packet.bytes, packet.newGroup))
+      .then(() => this.send(binding, packet.bytes, packet.newGroup))
       .catch((error: unknown) => {
-        if (!this.stopped) recordError("video send", error);
+        if (!this.stopped && this.binding === binding) recordError("video send", error);
+      })
+      .finally(() => {
+        this.pendingWrites--;
       });
   }
 
-  private async send(bytes: Uint8Array, newGroup: boolean): Promise<void> {
-    if (this.stopped) return;
+  private abandonGroup(): void {
+    debugCounters().abandonedGroups++;
+    this.skipToKeyframe = true;
+    this.keyframeWanted = true;
+    this.endGroup();
+  }
+
+  private endGroup(): void {
+    const writer = this.writer;
+    this.writer = null;
+    if (writer !== null) void writer.close().catch(() => undefined);
+  }
+
+  private async send(binding: Binding, bytes: Uint8Array, newGroup: boolean): Promise<void> {
+    if (this.binding !== binding) return;
     if (newGroup) {
-      const previous = this.writer;
-      this.writer = null;
-      if (previous !== null) void previous.close().catch(() => undefined);
-      this.writer = await this.sink.openGroup();
+      this.endGroup();
+      this.writer = await binding.sink.openGroup();
     }
-    if (this.writer === null) return;
+    if (this.writer === null || this.skipToKeyframe) return;
     await this.writer.write(bytes);
     debugCounters().sentVideoFrames++;
   }
 }
 
 export class AudioPublisher {
-  private readonly packetizer: AudioPacketizer;
   private readonly encoder: AudioEncoder;
+  private binding: { sink: MediaSink; packetizer: AudioPacketizer } | null = null;
   private level = { levelDbov: 127, voice: false };
-  private configured = false;
+  private configured = "";
+  private reader: ReadableStreamDefaultReader<AudioData> | null = null;
   private stopped = false;
 
   constructor(
-    private readonly track: MediaStreamTrack,
-    private readonly sink: MediaSink,
-    trackId: number,
-    maxPayload: number,
+    private track: MediaStreamTrack,
+    private readonly onLevel: (levelDbov: number, voice: boolean) => void = () => undefined,
   ) {
-    this.packetizer = new AudioPacketizer(trackId, maxPayload);
     this.encoder = new AudioEncoder({
       output: (chunk) => {
         this.onChunk(chunk);
@@ -168,18 +251,42 @@ export class AudioPublisher {
         recordError("audio encoder", error);
       },
     });
-    void this.pump();
+    void this.pump(track);
+  }
+
+  get mediaTrack(): MediaStreamTrack {
+    return this.track;
+  }
+
+  bind(sink: MediaSink, trackId: number, maxPayload: number): void {
+    this.binding = { sink, packetizer: new AudioPacketizer(trackId, maxPayload) };
+  }
+
+  unbind(): void {
+    this.binding = null;
+  }
+
+  /** Publishes `track` instead of the current one (another microphone). */
+  replaceTrack(track: MediaStreamTrack): void {
+    this.track = track;
+    const previous = this.reader;
+    this.reader = null;
+    void previous?.cancel().catch(() => undefined);
+    void this.pump(track);
   }
 
   stop(): void {
     this.stopped = true;
+    this.binding = null;
+    void this.reader?.cancel().catch(() => undefined);
     if (this.encoder.state !== "closed") this.encoder.close();
   }
 
-  private async pump(): Promise<void> {
-    const reader = new MediaStreamTrackProcessor<AudioData>({ track: this.track }).readable.getReader();
+  private async pump(track: MediaStreamTrack): Promise<void> {
+    const reader = new MediaStreamTrackProcessor<AudioData>({ track }).readable.getReader();
+    this.reader = reader;
     try {
-      while (!this.stopped) {
+      while (!this.stopped && this.reader === reader) {
         const { value: data, done } = await reader.read();
         if (done) break;
         try {
@@ -189,7 +296,7 @@ export class AudioPublisher {
         }
       }
     } catch (error) {
-      if (!this.stopped) recordError("microphone", error);
+      if (!this.stopped && this.reader === reader) recordError("microphone", error);
     } finally {
       reader.releaseLock();
     }
@@ -197,34 +304,31 @@ export class AudioPublisher {
 
   private encode(data: AudioData): void {
     if (this.encoder.state === "closed") return;
-    if (!this.configured) {
+    const samples = new Float32Array(data.numberOfFrames);
+    data.copyTo(samples, { planeIndex: 0, format: "f32-planar" });
+    this.level = audioLevel(samples);
+    this.onLevel(this.level.levelDbov, this.level.voice);
+    if (this.binding === null) return;
+    const format = `${data.sampleRate}/${data.numberOfChannels}`;
+    if (this.configured !== format) {
       this.encoder.configure({
         codec: AUDIO_CODEC,
         sampleRate: data.sampleRate,
         numberOfChannels: data.numberOfChannels,
         bitrate: 32_000,
       });
-      this.configured = true;
+      this.configured = format;
     }
-    const samples = new Float32Array(data.numberOfFrames);
-    data.copyTo(samples, { planeIndex: 0, format: "f32-planar" });
-    this.level = audioLevel(samples);
     this.encoder.encode(data);
   }
 
   private onChunk(chunk: EncodedAudioChunk): void {
-    if (this.stopped) return;
+    const binding = this.binding;
+    if (binding === null || this.stopped) return;
     const payload = new Uint8Array(chunk.byteLength);
     chunk.copyTo(payload);
-    const bytes = this.packetizer.packetize(nowUs(), payload, this.level.levelDbov, this.level.voice);
-    // Datagrams are unreliable by design: a full send queue drops the packet, as the network would.
-    this.sink.sendDatagram(bytes).then(
-      () => {
-        debugCounters().sentAudioFrames++;
-      },
-      (error: unknown) => {
-        if (!this.stopped) recordError("audio send", error);
-      },
-    );
+    const bytes = binding.packetizer.packetize(nowUs(), payload, this.level.levelDbov, this.level.voice);
+    if (binding.sink.sendDatagram(bytes)) debugCounters().sentAudioFrames++;
+    else debugCounters().droppedAudioPackets++;
   }
 }

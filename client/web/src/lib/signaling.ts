@@ -5,7 +5,11 @@
  * the signaling stream to `receive`. Requests get a non-zero request id and a pending promise that the
  * matching ServerMessage settles: the typed response resolves it, an `Error` rejects it with
  * `RequestError`. Server-initiated messages (request id 0) go to the event listeners. Tests drive this
- * module directly with bytes; `session.ts` wires it to a WebTransport stream.
+ * module directly with bytes; `connection.ts` wires it to a WebTransport stream.
+ *
+ * Garbage from the server never stops the client: a well-framed message that does not decode, has no body
+ * or answers no pending request is dropped and reported to `onDropped`. Only broken framing (a bad length
+ * prefix) throws, because the stream cannot be resynchronised after it.
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 
@@ -54,6 +58,13 @@ export class SignalingClosedError extends Error {
   override readonly name = "SignalingClosedError";
 }
 
+export interface SignalingOptions {
+  /** Largest message accepted; the server's own limit is configured separately. */
+  maxMessageBytes?: number;
+  /** Told about every dropped message (default: a console warning). */
+  onDropped?: (error: SignalingError) => void;
+}
+
 interface Pending {
   resolve: (body: ResponseBody) => void;
   reject: (error: Error) => void;
@@ -61,6 +72,7 @@ interface Pending {
 
 export class SignalingClient {
   private readonly reader: DelimitedReader;
+  private readonly onDropped: (error: SignalingError) => void;
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Set<(event: SignalingEvent) => void>();
   private lastRequestId = 0;
@@ -68,9 +80,14 @@ export class SignalingClient {
 
   constructor(
     private readonly write: (bytes: Uint8Array) => void,
-    maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES,
+    options: SignalingOptions = {},
   ) {
-    this.reader = new DelimitedReader(maxMessageBytes);
+    this.reader = new DelimitedReader(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+    this.onDropped =
+      options.onDropped ??
+      ((error) => {
+        console.warn(`signaling: dropped ${error.message}`);
+      });
   }
 
   /** Sends a request and settles when the server answers it. */
@@ -126,11 +143,19 @@ export class SignalingClient {
   }
 
   /**
-   * Feeds bytes read from the signaling stream. Malformed input throws `SignalingError`; the stream cannot
-   * be trusted after that, so the owner closes the session (and calls `close`).
+   * Feeds bytes read from the signaling stream. Broken framing throws `SignalingError`; the stream cannot
+   * be trusted after that, so the owner closes the session (and calls `close`). A bad message inside intact
+   * framing is dropped and reported.
    */
   receive(chunk: Uint8Array): void {
-    for (const bytes of this.reader.feed(chunk)) this.dispatch(decodeServerMessage(bytes));
+    for (const bytes of this.reader.feed(chunk)) {
+      try {
+        this.dispatch(decodeServerMessage(bytes));
+      } catch (error) {
+        if (!(error instanceof SignalingError)) throw error;
+        this.onDropped(error);
+      }
+    }
   }
 
   /** Ends the session: every pending and future request rejects with `reason`. Idempotent. */
