@@ -57,6 +57,133 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        version=2,
+        name="accounts",
+        sqlite=(
+            "ALTER TABLE meetings ADD COLUMN created_by TEXT",
+            """
+            CREATE TABLE users (
+                user_id TEXT PRIMARY KEY,
+                email TEXT UNIQUE,
+                display_name TEXT NOT NULL,
+                password_hash TEXT,
+                created_at TEXT NOT NULL
+            ) STRICT
+            """,
+            """
+            CREATE TABLE user_identities (
+                issuer TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (issuer, subject)
+            ) STRICT
+            """,
+            """
+            CREATE TABLE refresh_families (
+                family_id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                revoked_at TEXT,
+                revoked_reason TEXT
+            ) STRICT
+            """,
+            """
+            CREATE TABLE refresh_tokens (
+                token_hash TEXT PRIMARY KEY,
+                family_id TEXT NOT NULL,
+                issued_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                used_at TEXT
+            ) STRICT
+            """,
+            """
+            CREATE TABLE audit_log (
+                event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at TEXT NOT NULL,
+                action TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                user_id TEXT,
+                ip TEXT,
+                detail TEXT NOT NULL
+            ) STRICT
+            """,
+            """
+            CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END
+            """,
+            """
+            CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END
+            """,
+        ),
+        postgres=(
+            "ALTER TABLE meetings ADD COLUMN created_by TEXT",
+            """
+            CREATE TABLE users (
+                user_id TEXT PRIMARY KEY,
+                email TEXT UNIQUE,
+                display_name TEXT NOT NULL,
+                password_hash TEXT,
+                created_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE user_identities (
+                issuer TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (issuer, subject)
+            )
+            """,
+            """
+            CREATE TABLE refresh_families (
+                family_id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                revoked_at TIMESTAMPTZ,
+                revoked_reason TEXT
+            )
+            """,
+            """
+            CREATE TABLE refresh_tokens (
+                token_hash TEXT PRIMARY KEY,
+                family_id TEXT NOT NULL,
+                issued_at TIMESTAMPTZ NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL,
+                used_at TIMESTAMPTZ
+            )
+            """,
+            """
+            CREATE TABLE audit_log (
+                event_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                at TIMESTAMPTZ NOT NULL,
+                action TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                user_id TEXT,
+                ip TEXT,
+                detail TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE FUNCTION audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'audit_log is append-only';
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+            FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change()
+            """,
+            """
+            CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change()
+            """,
+        ),
+    ),
 )
 """Migration n is MIGRATIONS[n - 1]."""
 

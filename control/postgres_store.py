@@ -10,29 +10,18 @@ Tables are created in the connection's `search_path` (a DSN may set it: `...?sea
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Final, Self, cast
+from typing import Final, Self
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from darktower.control.migrations import MIGRATIONS, Dialect, Migration, MigrationReport, apply_migrations
-from darktower.control.store import Meeting, MeetingExistsError, StoreError, StoreUnavailableError
+from darktower.control.postgres_accounts import PostgresAccountStore
+from darktower.control.postgres_pool import UNAVAILABLE, PostgresQueries, reason
+from darktower.control.store import Meeting, MeetingExistsError, StoreError
 
 SCHEMA_LOCK_KEY: Final = 0x4454_5343_4845_4D41
 """Advisory lock id held while migrating ("DTSCHEMA")."""
-
-_UNAVAILABLE: Final = (
-    OSError,
-    TimeoutError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionFailureError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.TooManyConnectionsError,
-)
-"""What a server that is down, restarting or refusing connections raises. (asyncpg raises
-InternalClientError when the server ends a pooled connection just as a query starts on it.)"""
 
 
 def describe_dsn(dsn: str) -> str:
@@ -51,9 +40,11 @@ def describe_dsn(dsn: str) -> str:
 
 class PostgresMeetingStore:
     def __init__(self, pool: asyncpg.Pool, migration: MigrationReport) -> None:
-        self._pool = pool
+        self._queries = PostgresQueries(pool)
         self.migration = migration
         """What opening the store did to the schema."""
+        self.accounts = PostgresAccountStore(self._queries)
+        """The accounts kept in the same database (closed with this store)."""
 
     @classmethod
     async def open(
@@ -70,62 +61,50 @@ class PostgresMeetingStore:
             pool = await asyncpg.create_pool(
                 dsn, min_size=1, max_size=pool_size, timeout=connect_timeout_s, command_timeout=None
             )
-        except (*_UNAVAILABLE, asyncpg.PostgresError, ValueError) as exc:
-            raise StoreError(f"cannot connect to {where}: {_reason(exc)}") from None
+        except (*UNAVAILABLE, asyncpg.PostgresError, ValueError) as exc:
+            raise StoreError(f"cannot connect to {where}: {reason(exc)}") from None
         try:
             async with pool.acquire() as connection:
                 report = await migrate_postgres(connection, where, migrations)
-        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
             await pool.close()
-            raise StoreError(f"cannot use {where}: {_reason(exc)}") from None
+            raise StoreError(f"cannot use {where}: {reason(exc)}") from None
         except BaseException:
             await pool.close()
             raise
         return cls(pool, report)
 
     async def schema_version(self) -> int:
-        value = await self._fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        value = await self._queries.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
         return int(value)
 
     async def create(self, meeting: Meeting) -> None:
-        status = await self._execute(
-            "INSERT INTO meetings (meeting_id, title, created_at) VALUES ($1, $2, $3) "
+        status = await self._queries.execute(
+            "INSERT INTO meetings (meeting_id, title, created_at, created_by) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (meeting_id) DO NOTHING",
             meeting.meeting_id,
             meeting.title,
             meeting.created_at,
+            meeting.created_by,
         )
         if status != "INSERT 0 1":
             raise MeetingExistsError(meeting.meeting_id)
 
     async def get(self, meeting_id: str) -> Meeting | None:
-        row = await self._fetchrow(
-            "SELECT meeting_id, title, created_at FROM meetings WHERE meeting_id = $1", meeting_id
+        row = await self._queries.fetchrow(
+            "SELECT meeting_id, title, created_at, created_by FROM meetings WHERE meeting_id = $1", meeting_id
         )
         if row is None:
             return None
-        return Meeting(meeting_id=row["meeting_id"], title=row["title"], created_at=row["created_at"])
+        return Meeting(
+            meeting_id=row["meeting_id"],
+            title=row["title"],
+            created_at=row["created_at"],
+            created_by=row["created_by"],
+        )
 
     async def close(self) -> None:
-        await self._pool.close()
-
-    async def _execute(self, query: str, *args: object) -> str:
-        try:
-            return cast("str", await self._pool.execute(query, *args))
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"PostgreSQL is unavailable: {_reason(exc)}") from None
-
-    async def _fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        try:
-            return cast("asyncpg.Record | None", await self._pool.fetchrow(query, *args))
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"PostgreSQL is unavailable: {_reason(exc)}") from None
-
-    async def _fetchval(self, query: str, *args: object) -> Any:
-        try:
-            return await self._pool.fetchval(query, *args)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"PostgreSQL is unavailable: {_reason(exc)}") from None
+        await self._queries.pool.close()
 
 
 async def migrate_postgres(
@@ -159,9 +138,3 @@ class _PostgresSchemaSession:
         await self._connection.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())", version
         )
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__

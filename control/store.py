@@ -41,6 +41,8 @@ class Meeting:
     """Printable text (the API refuses control characters; PostgreSQL cannot store NUL)."""
     created_at: datetime
     """Timezone-aware (UTC)."""
+    created_by: str | None = None
+    """The user id of the signed-in account that created it; None when created without signing in."""
 
 
 class MeetingStore(Protocol):

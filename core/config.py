@@ -11,11 +11,13 @@ with `DARKTOWER_TEST_` belong to the test harness and are ignored here.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -97,14 +99,120 @@ class TlsConfig(_Section, frozen=True):
 
 class AuthConfig(_Section, frozen=True):
     signing_key: str = ""
-    """PEM EC P-256 private key that signs join tokens; empty means one generated in `server.data_dir`."""
+    """PEM EC P-256 private key that signs join tokens and API access tokens; empty means one generated in
+    `server.data_dir`."""
     join_token_ttl_s: int = 120
     """Lifetime of a join token: it only has to last until the WebTransport session is open."""
     issuer: str = "darktower"
+    access_token_ttl_s: int = 900
+    """Lifetime of an API access token (at most 15 minutes: it cannot be revoked before it expires)."""
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    """How long a refresh token stays usable; each refresh hands out a new one with a fresh lifetime."""
+    open_registration: bool = True
+    """Anyone may create an account with `POST /v1/users`; false leaves only OIDC sign-in (and accounts that
+    exist)."""
+    password_hash_time_cost: int = 3
+    """Argon2id passes over memory per password hash."""
+    password_hash_memory_kib: int = 65536
+    """Argon2id memory per password hash, in KiB."""
 
     def check(self, section: str) -> None:
         if not 5 <= self.join_token_ttl_s <= 3600:
             raise ConfigError(f"{section}.join_token_ttl_s: {self.join_token_ttl_s} is outside 5..3600")
+        if not 30 <= self.access_token_ttl_s <= 900:
+            raise ConfigError(f"{section}.access_token_ttl_s: {self.access_token_ttl_s} is outside 30..900")
+        if not 300 <= self.refresh_token_ttl_s <= 365 * 24 * 3600:
+            raise ConfigError(
+                f"{section}.refresh_token_ttl_s: {self.refresh_token_ttl_s} is outside 300..31536000 (1 year)"
+            )
+        if not 1 <= self.password_hash_time_cost <= 20:
+            raise ConfigError(
+                f"{section}.password_hash_time_cost: {self.password_hash_time_cost} is outside 1..20"
+            )
+        if not 8 <= self.password_hash_memory_kib <= 4 * 1024 * 1024:
+            raise ConfigError(
+                f"{section}.password_hash_memory_kib: {self.password_hash_memory_kib} is outside 8..4194304"
+            )
+
+
+class OidcConfig(_Section, frozen=True):
+    """Sign-in through an OpenID Connect provider (authorization code flow with PKCE); off unless `issuer`
+    is set."""
+
+    issuer: str = ""
+    """The provider's issuer URL (its discovery document is `<issuer>/.well-known/openid-configuration`).
+    https, or http on a loopback address for local testing."""
+    client_id: str = ""
+    client_secret: str = ""
+    """Empty for a public client (PKCE alone); otherwise sent with HTTP Basic authentication."""
+    redirect_uri: str = ""
+    """This server's `/v1/auth/oidc/callback` URL, exactly as registered at the provider."""
+    scopes: str = "openid email profile"
+    state_ttl_s: int = 600
+    """How long a started sign-in may take to come back to the callback."""
+    http_timeout_s: float = 10.0
+    """Time limit of each request to the provider."""
+
+    def check(self, section: str) -> None:
+        if not self.issuer:
+            return
+        if not _secure_url(self.issuer):
+            raise ConfigError(f"{section}.issuer: must be an https URL (http only on a loopback address)")
+        if not self.client_id:
+            raise ConfigError(f"{section}.client_id: required when {section}.issuer is set")
+        if not self.redirect_uri.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"{section}.redirect_uri: required when {section}.issuer is set (an http(s) URL)"
+            )
+        if "openid" not in self.scopes.split():
+            raise ConfigError(f"{section}.scopes: must include openid")
+        if not 30 <= self.state_ttl_s <= 3600:
+            raise ConfigError(f"{section}.state_ttl_s: {self.state_ttl_s} is outside 30..3600")
+        if not 0 < self.http_timeout_s <= 120:
+            raise ConfigError(f"{section}.http_timeout_s: {self.http_timeout_s} is outside (0, 120]")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+
+def _secure_url(url: str) -> bool:
+    """https, or http to a loopback host (where nobody can sit between the server and the provider)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme == "https":
+        return bool(host)
+    return parts.scheme == "http" and host in {"localhost", "127.0.0.1", "::1"}
+
+
+class RateLimitConfig(_Section, frozen=True):
+    """Token buckets in the ephemeral store (shared by every control-plane process using it): a bucket
+    holds up to `*_burst` requests and refills at `*_per_minute`."""
+
+    login_burst: int = 10
+    """Sign-in and registration attempts per client address."""
+    login_per_minute: float = 10.0
+    account_login_burst: int = 5
+    """Sign-in attempts per account (whatever the address), against password guessing from many hosts."""
+    account_login_per_minute: float = 5.0
+    join_burst: int = 30
+    """Join requests per client address."""
+    join_per_minute: float = 60.0
+    when_unavailable: Literal["allow", "refuse"] = "allow"
+    """What to do while the ephemeral store cannot be reached: let requests through unlimited, or refuse
+    them with 503."""
+
+    def check(self, section: str) -> None:
+        for name in ("login", "account_login", "join"):
+            burst = getattr(self, f"{name}_burst")
+            if not 1 <= burst <= 1_000_000:
+                raise ConfigError(f"{section}.{name}_burst: {burst} is outside 1..1000000")
+            rate = getattr(self, f"{name}_per_minute")
+            if not (math.isfinite(rate) and 0 < rate <= 1_000_000):
+                raise ConfigError(f"{section}.{name}_per_minute: {rate} is outside (0, 1000000]")
 
 
 class LimitsConfig(_Section, frozen=True):
@@ -175,6 +283,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    oidc: OidcConfig = msgspec.field(default_factory=OidcConfig)
+    rate_limits: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
     def check(self) -> None:

@@ -86,14 +86,14 @@ class SessionHandler(Protocol):
 
 
 class TransmitBatch:
-    """Coalesces the transmits of every connection touched while handling one received datagram."""
+    """Defers transmits to the end of the event-loop iteration, so each connection touched by a burst of
+    received datagrams (or by sends made outside a receive) is written out once for the whole burst."""
 
-    __slots__ = ("_depth", "_loop", "_pending", "_scheduled")
+    __slots__ = ("_loop", "_pending", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._pending: list[WebTransportProtocol] = []
-        self._depth = 0
         self._scheduled = False
 
     def mark(self, protocol: WebTransportProtocol) -> None:
@@ -101,17 +101,9 @@ class TransmitBatch:
             return
         protocol.transmit_pending = True
         self._pending.append(protocol)
-        if not self._depth and not self._scheduled:
+        if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._scheduled_flush)
-
-    def begin(self) -> None:
-        self._depth += 1
-
-    def end(self) -> None:
-        self._depth -= 1
-        if not self._depth:
-            self.flush()
 
     def flush(self) -> None:
         pending = self._pending
@@ -326,19 +318,43 @@ class WebTransportProtocol(QuicConnectionProtocol):
         self.batch = batch
         self.ids = ids
         self.transmit_pending = False
+        self._deadline: float | None = None
         self.on_terminated: Callable[[WebTransportProtocol], None] | None = None
         self.sessions: dict[int, ServerSession] = {}
         self._terminated = False
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
-        batch = self.batch
-        batch.begin()
-        try:
-            self._quic.receive_datagram(cast("bytes", data), addr, now=self._loop.time())
-            self._process_events()
-            batch.mark(self)
-        finally:
-            batch.end()
+        self._quic.receive_datagram(cast("bytes", data), addr, now=self._loop.time())
+        self._process_events()
+        self.batch.mark(self)
+
+    def transmit(self) -> None:
+        """aioquic's transmit, with a lazier timer: the armed timer is kept when the connection's deadline
+        moves later (it does after nearly every packet sent or acknowledged) and, when it fires early,
+        re-armed for the real deadline; cancelling and re-arming it on every transmit cost more."""
+        quic = self._quic
+        loop = self._loop
+        for data, addr in quic.datagrams_to_send(now=loop.time()):
+            self._transport.sendto(data, addr)  # type: ignore[union-attr]
+        deadline = self._deadline = quic.get_timer()
+        timer = self._timer
+        if timer is not None:
+            if deadline is not None and deadline >= self._timer_at:  # type: ignore[operator]
+                return
+            timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is not None and deadline > self._timer_at:  # type: ignore[operator]
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
+            return
+        self._handle_timer()
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if type(event) is DatagramFrameReceived:

@@ -1,95 +1,187 @@
 /**
- * Two people in one meeting, end to end: two headless Chromium contexts (fake camera and microphone) join
- * through the real app served by the control plane, and each must decode the other's video.
+ * A real meeting, end to end: `darktower serve` started fresh, two headless Chromium contexts (fake camera
+ * and microphone) joining through the app it serves, and one Python `darktower bot` in the same meeting.
+ *
+ * The steps share one meeting and run in order: everyone receives everyone (decoded-frame counters on
+ * `window.__darktower`), the bot receives both browsers, mute and camera-off show on the other tiles, a
+ * corrupted keyframe makes the receiver's decoder fail and recover through a keyframe request, killing a
+ * transport shows the reconnect banner and media resumes, and leaving removes the tile. A screenshot of the
+ * meeting grid goes to test-artifacts/meeting-grid.png at the repository root.
  */
-import { chromium, type Browser, type Page } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { DarkTowerDebug } from "../src/lib/debug";
+import { startBot, type RunningBot } from "./bot";
+import { debug, idsNamed, joinAs, launchChromium, newPerson, waitForMedia } from "./browser";
 import { startServer, type RunningServer } from "./server";
 
-const FRAMES_TO_SEE = 30;
+const ARTIFACTS = resolve(dirname(fileURLToPath(import.meta.url)), "../../../test-artifacts");
+const BOT_NAME = "Robo (bot)";
+/** Long enough for the bot to see the browsers' media; the last steps wait for its report. */
+const BOT_DURATION_S = 12;
 
 let server: RunningServer;
 let browser: Browser;
+let alice: Page;
+let bob: Page;
+let meetingId = "";
+let aliceId = "";
+let bobId = "";
+let bot: RunningBot | null = null;
+
+function tile(page: Page, name: string, kind: "camera" | "screen" = "camera") {
+  return page.locator(`[data-testid="tile"][data-name="${name}"][data-kind="${kind}"]`);
+}
 
 beforeAll(async () => {
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--use-fake-device-for-media-stream=fps=30",
-      "--use-fake-ui-for-media-stream",
-      "--autoplay-policy=no-user-gesture-required",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium();
+  alice = await newPerson(browser, "Alice");
+  bob = await newPerson(browser, "Bob");
 });
 
 afterAll(async () => {
   await browser.close();
   await server.stop();
+  await bot?.report.catch(() => undefined);
 });
 
-async function joinAs(page: Page, url: string, name: string): Promise<void> {
-  await page.goto(url);
-  await page.getByTestId("display-name").fill(name);
-  await page.getByTestId("join").click();
-}
+describe("the browser app in real Chromium", () => {
+  it("tells a browser without WebTransport that it cannot join", async () => {
+    const page = await newPerson(browser, "Old browser");
+    await page.addInitScript(() => {
+      Reflect.deleteProperty(window, "WebTransport");
+    });
+    await page.goto(`${server.httpUrl}/`);
+    await expect(page.getByTestId("unsupported").textContent()).resolves.toContain("WebTransport");
+    await page.context().close();
+  });
 
-async function waitForOthersVideo(page: Page, name: string): Promise<DarkTowerDebug> {
-  try {
-    await page.waitForFunction(
-      (frames) => {
-        const debug = window.__darktower;
-        if (debug?.participantId == null) return false;
-        return Object.entries(debug.decodedVideoFrames).some(
-          ([participant, count]) => participant !== debug.participantId && count >= frames,
-        );
-      },
-      FRAMES_TO_SEE,
-      { timeout: 30_000 },
-    );
-  } catch (error) {
-    const debug = await page.evaluate(() => window.__darktower);
-    throw new Error(
-      `${name} never decoded ${FRAMES_TO_SEE} frames of the other's video: ${JSON.stringify(debug)}`,
-      {
-        cause: error,
-      },
-    );
-  }
-  const debug = await page.evaluate(() => window.__darktower);
-  if (debug === undefined) throw new Error(`${name} has no window.__darktower`);
-  return debug;
-}
-
-describe("a two-person meeting in Chromium", () => {
-  it("shows each participant the other's decoded video", async () => {
-    const alice = await (await browser.newContext()).newPage();
-    const bob = await (await browser.newContext()).newPage();
-    for (const page of [alice, bob]) {
-      page.on("console", (message) => {
-        console.log(`[page] ${message.text()}`);
-      });
-    }
-
+  it("puts two browsers and a bot in one meeting, each receiving both others", async () => {
     await alice.goto(`${server.httpUrl}/`);
     await alice.getByTestId("create-meeting").click();
     await alice.waitForURL(/#\/m\/[\w-]+$/);
+    meetingId = new URL(alice.url()).hash.replace("#/m/", "");
     const meetingUrl = alice.url();
-    await joinAs(alice, meetingUrl, "Alice");
-    await joinAs(bob, meetingUrl, "Bob");
+    await expect(alice.getByTestId("mic-meter").isVisible()).resolves.toBe(true);
+    aliceId = await joinAs(alice, meetingUrl, "Alice");
+    bobId = await joinAs(bob, meetingUrl, "Bob");
+    bot = startBot(server.httpUrl, meetingId, BOT_NAME, BOT_DURATION_S);
 
+    const everyone = (others: string[]) => others.map((from) => ({ from, video: 30, audio: 25 }));
     const [aliceSees, bobSees] = await Promise.all([
-      waitForOthersVideo(alice, "Alice"),
-      waitForOthersVideo(bob, "Bob"),
+      waitForMedia(alice, "Alice", everyone(["Bob", BOT_NAME])),
+      waitForMedia(bob, "Bob", everyone(["Alice", BOT_NAME])),
     ]);
-    expect(aliceSees.decodedVideoFrames[bobSees.participantId ?? ""]).toBeGreaterThanOrEqual(FRAMES_TO_SEE);
-    expect(bobSees.decodedVideoFrames[aliceSees.participantId ?? ""]).toBeGreaterThanOrEqual(FRAMES_TO_SEE);
-    expect(aliceSees.errors).toEqual([]);
-    expect(bobSees.errors).toEqual([]);
+    // Browser to browser the media went through the real VP8 and Opus decoders; the bot's is synthetic.
+    expect(aliceSees.syntheticFrames[bobId] ?? 0).toBe(0);
+    expect(bobSees.syntheticFrames[aliceId] ?? 0).toBe(0);
+    const botIds = idsNamed(aliceSees, BOT_NAME);
+    expect(botIds).toHaveLength(1);
+    expect(aliceSees.syntheticFrames[botIds[0] ?? ""]).toBeGreaterThan(0);
+
+    for (const name of ["Bob", BOT_NAME]) {
+      await expect(tile(alice, name).count()).resolves.toBe(1);
+      await expect(tile(alice, name).getAttribute("data-camera-off")).resolves.toBe("false");
+    }
+    await alice.getByTestId("toggle-stats").click();
+    await alice.waitForFunction(() => document.querySelectorAll('[data-testid="tile-stats"]').length >= 2);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await alice.screenshot({ path: resolve(ARTIFACTS, "meeting-grid.png") });
+    await alice.getByTestId("toggle-stats").click();
+  });
+
+  it("shows mute and camera-off on the other tiles, and video again once the camera is back", async () => {
+    const bobOnAlice = tile(alice, "Bob");
+    await bob.getByTestId("toggle-mic").click();
+    await alice.waitForFunction(
+      () =>
+        document.querySelector('[data-testid="tile"][data-name="Bob"]')?.getAttribute("data-muted") ===
+        "true",
+    );
+    await bob.getByTestId("toggle-camera").click();
+    await alice.waitForFunction(
+      () =>
+        document.querySelector('[data-testid="tile"][data-name="Bob"]')?.getAttribute("data-camera-off") ===
+        "true",
+    );
+    await expect(bobOnAlice.getByTestId("tile-camera-off").isVisible()).resolves.toBe(true);
+
+    const before = await debug(alice);
+    await bob.getByTestId("toggle-camera").click();
+    await bob.getByTestId("toggle-mic").click();
+    await waitForMedia(alice, "Alice", [{ from: "Bob", video: 30, audio: 25 }], before);
+    await expect(bobOnAlice.getAttribute("data-muted")).resolves.toBe("false");
+    await expect(bobOnAlice.getAttribute("data-camera-off")).resolves.toBe("false");
+  });
+
+  it("recovers a tile whose decoder fails: keyframe request, then video again", async () => {
+    const before = await debug(bob);
+    await alice.evaluate(() => {
+      window.__darktowerHooks?.corruptNextKeyframe();
+    });
+    await bob.waitForFunction(
+      (stalls) => (window.__darktower?.decoderStalls ?? 0) > stalls,
+      before.decoderStalls,
+      { timeout: 10_000 },
+    );
+    const stalled = await debug(bob);
+    expect(stalled.keyframeRequests).toBeGreaterThan(before.keyframeRequests);
+    await waitForMedia(bob, "Bob", [{ from: "Alice", video: 30, audio: 0 }], stalled);
+  });
+
+  it("shows the reconnect banner when the transport dies, and media resumes", async () => {
+    const aliceBefore = await debug(alice);
+    const bobBefore = await debug(bob);
+    await alice.evaluate(() => {
+      window.__darktowerHooks?.killTransport();
+    });
+    await alice.getByTestId("reconnect-banner").waitFor({ state: "visible", timeout: 5_000 });
+    await alice.getByTestId("reconnect-banner").waitFor({ state: "hidden", timeout: 20_000 });
+    const rejoined = await debug(alice);
+    expect(rejoined.reconnects).toBe(aliceBefore.reconnects + 1);
+    expect(rejoined.participantId).not.toBe(aliceId);
+    await Promise.all([
+      waitForMedia(alice, "Alice", [{ from: "Bob", video: 30, audio: 25 }], rejoined),
+      waitForMedia(bob, "Bob", [{ from: "Alice", video: 30, audio: 25 }], bobBefore),
+    ]);
+    await expect(tile(bob, "Alice").count()).resolves.toBe(1);
+  });
+
+  it("delivered both browsers' media to the bot", async () => {
+    if (bot === null) throw new Error("the bot never started");
+    const report = await bot.report;
+    for (const id of [aliceId, bobId]) {
+      const received = report.received[id];
+      expect(received?.audio ?? 0, `audio from ${id}`).toBeGreaterThan(0);
+      expect(received?.video ?? 0, `video from ${id}`).toBeGreaterThan(0);
+    }
+    expect(report.sent.video).toBeGreaterThan(0);
+    await alice.waitForFunction(
+      (name) => document.querySelector(`[data-testid="tile"][data-name="${name}"]`) === null,
+      BOT_NAME,
+      { timeout: 10_000 },
+    );
+  });
+
+  it("removes the tile of someone who leaves", async () => {
+    await bob.getByTestId("leave").click();
+    await bob.getByTestId("left").waitFor();
+    await alice.waitForFunction(
+      () => document.querySelector('[data-testid="tile"][data-name="Bob"]') === null,
+      undefined,
+      { timeout: 10_000 },
+    );
+    await expect(alice.getByTestId("participant-count").textContent()).resolves.toBe("1");
+    for (const [name, page] of [
+      ["Alice", alice],
+      ["Bob", bob],
+    ] as const) {
+      expect((await debug(page)).errors, `${name}'s errors`).toEqual([]);
+    }
   });
 });

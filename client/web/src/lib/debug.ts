@@ -38,6 +38,11 @@ export interface DarkTowerDebug {
 export interface DarkTowerHooks {
   /** Closes the WebTransport session without leaving, as a lost network would; the app reconnects. */
   killTransport: () => void;
+  /**
+   * Sends the camera's next keyframe with its first bytes scrambled and asks for one at once, so every
+   * receiver's decoder fails on it and has to recover through a keyframe request.
+   */
+  corruptNextKeyframe: () => void;
 }
 
 declare global {

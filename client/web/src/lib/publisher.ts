@@ -32,14 +32,24 @@ export interface MediaSink {
   sendDatagram: (bytes: Uint8Array) => boolean;
 }
 
+/** Audio datagrams handed to the transport and not yet sent beyond which new ones are dropped. */
+const MAX_PENDING_DATAGRAMS = 16;
+
 /** A sink onto a WebTransport session. */
 export function webTransportSink(transport: WebTransport): MediaSink {
   const datagrams = (transport.datagrams.writable as WritableStream<Uint8Array>).getWriter();
+  let pending = 0;
   return {
     openGroup: async () => (await transport.createUnidirectionalStream()).getWriter(),
     sendDatagram: (bytes) => {
-      if ((datagrams.desiredSize ?? 0) <= 0) return false;
-      datagrams.write(bytes).catch(() => undefined);
+      if (pending >= MAX_PENDING_DATAGRAMS) return false;
+      pending++;
+      datagrams
+        .write(bytes)
+        .catch(() => undefined)
+        .finally(() => {
+          pending--;
+        });
       return true;
     },
   };
@@ -70,6 +80,7 @@ export class VideoPublisher {
   /** Set when a group was abandoned: chunks are dropped until the next keyframe. */
   private skipToKeyframe = false;
   private keyframeWanted = true;
+  private corruptKeyframe = false;
   private framesSinceKey = 0;
   private size = { width: 0, height: 0 };
   private reader: ReadableStreamDefaultReader<VideoFrame> | null = null;
@@ -110,6 +121,12 @@ export class VideoPublisher {
 
   /** The server relays a subscriber's request: the next frame starts a new group. */
   requestKeyframe(): void {
+    this.keyframeWanted = true;
+  }
+
+  /** Test hook (see `DarkTowerHooks`): the next keyframe goes out with a scrambled start. */
+  corruptNextKeyframe(): void {
+    this.corruptKeyframe = true;
     this.keyframeWanted = true;
   }
 
@@ -193,6 +210,10 @@ export class VideoPublisher {
     }
     const payload = new Uint8Array(chunk.byteLength);
     chunk.copyTo(payload);
+    if (keyframe && this.corruptKeyframe) {
+      this.corruptKeyframe = false;
+      payload.fill(0xa5, 0, Math.min(payload.length, 64));
+    }
     const packet = binding.packetizer.packetize(keyframe, captureUs, payload);
     if (packet === null) return;
     this.pendingWrites++;

@@ -146,6 +146,10 @@ export class MeetingSession {
       killTransport: () => {
         session.connection?.drop("the transport was killed (test hook)");
       },
+      corruptNextKeyframe: () => {
+        const camera = session.publishers.get("camera");
+        if (camera instanceof VideoPublisher) camera.corruptNextKeyframe();
+      },
     });
     try {
       await session.connect(await joinMeeting(meetingId, displayName));
@@ -300,6 +304,7 @@ export class MeetingSession {
     const counters = debugCounters();
     counters.participantId = joined.participantId;
     counters.names[joined.participantId] = this.displayName;
+    for (const peer of joined.roster) counters.names[peer.participantId] = peer.displayName;
     const changes = this.roster.joined(joined);
     for (const track of changes.removed) this.closeTrack(track);
     for (const track of changes.added) this.openTrack(track);
