@@ -4,9 +4,14 @@
 #                      (the control plane serves it at / when it exists)
 #   ops/web.sh test    install if needed, then: generated code current, eslint, prettier, tsc and
 #                      svelte-check, vitest
-#   ops/web.sh e2e     build, then two headless Chromium participants join one meeting on a freshly
-#                      started `darktower serve` and each must decode the other's video (installs Debian's
-#                      chromium when missing; needs root for that)
+#   ops/web.sh e2e     build, then the Playwright suite (client/web/e2e) in headless Chromium against a
+#                      freshly started `darktower serve`: two browsers and a `darktower bot` in one meeting
+#                      receive each other; mute, camera-off, decoder recovery, reconnect and leave; the meeting
+#                      grid's screenshot goes to test-artifacts/meeting-grid.png (installs Debian's chromium
+#                      when missing; needs root for that)
+#   ops/web.sh bench   build, then browser media figures on loopback (client/web/bench): glass-to-glass
+#                      latency p50/p99 between two browsers and CPU per received stream; printed and written
+#                      to test-artifacts/web-bench.json
 # Packages come from the npm registry only, exactly as package-lock.json pins them (`npm ci`); nothing
 # downloads a browser or a toolchain of its own. Idempotent: node_modules is reinstalled only when
 # package-lock.json changed.
@@ -39,6 +44,14 @@ install_packages() {
   fi
 }
 
+require_chromium() {
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && return
+  if [ "$(id -u)" != 0 ]; then log "install Debian's chromium first (apt-get install chromium)"; exit 1; fi
+  log "installing Debian's chromium"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
 build() {
   install_packages
   log "vite build -> client/web/dist"
@@ -63,19 +76,15 @@ case "$mode" in
     log "vitest"
     npx --no-install vitest run "$@"
     ;;
-  e2e)
-    if [ ! -x /usr/bin/chromium ]; then
-      if [ "$(id -u)" != 0 ]; then log "install Debian's chromium first (apt-get install chromium)"; exit 1; fi
-      log "installing Debian's chromium"
-      DEBIAN_FRONTEND=noninteractive apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    fi
+  e2e | bench)
+    require_chromium
     build
     cd "$WEB"
-    DARKTOWER="${DARKTOWER:-$ROOT/.venv/bin/darktower}" npm run --silent test:e2e -- "$@"
+    script=$([ "$mode" = e2e ] && echo test:e2e || echo bench)
+    DARKTOWER="${DARKTOWER:-$ROOT/.venv/bin/darktower}" npm run --silent "$script" -- "$@"
     ;;
   *)
-    echo "usage: ops/web.sh build|test|e2e [args...]" >&2
+    echo "usage: ops/web.sh build|test|e2e|bench [args...]" >&2
     exit 2
     ;;
 esac

@@ -24,8 +24,8 @@ const BOT_NAME = "Robo (bot)";
 /** Long enough for the bot to see the browsers' media; the last steps wait for its report. */
 const BOT_DURATION_S = 12;
 
-let server: RunningServer;
-let browser: Browser;
+let server: RunningServer | undefined;
+let browser: Browser | undefined;
 let alice: Page;
 let bob: Page;
 let meetingId = "";
@@ -44,25 +44,35 @@ beforeAll(async () => {
   bob = await newPerson(browser, "Bob");
 });
 
+function httpUrl(): string {
+  if (server === undefined) throw new Error("darktower serve did not start");
+  return server.httpUrl;
+}
+
+function chromium(): Browser {
+  if (browser === undefined) throw new Error("Chromium did not start");
+  return browser;
+}
+
 afterAll(async () => {
-  await browser.close();
-  await server.stop();
+  await browser?.close();
+  await server?.stop();
   await bot?.report.catch(() => undefined);
 });
 
 describe("the browser app in real Chromium", () => {
   it("tells a browser without WebTransport that it cannot join", async () => {
-    const page = await newPerson(browser, "Old browser");
+    const page = await newPerson(chromium(), "Old browser");
     await page.addInitScript(() => {
       Reflect.deleteProperty(window, "WebTransport");
     });
-    await page.goto(`${server.httpUrl}/`);
+    await page.goto(`${httpUrl()}/`);
     await expect(page.getByTestId("unsupported").textContent()).resolves.toContain("WebTransport");
     await page.context().close();
   });
 
   it("puts two browsers and a bot in one meeting, each receiving both others", async () => {
-    await alice.goto(`${server.httpUrl}/`);
+    await alice.goto(`${httpUrl()}/`);
     await alice.getByTestId("create-meeting").click();
     await alice.waitForURL(/#\/m\/[\w-]+$/);
     meetingId = new URL(alice.url()).hash.replace("#/m/", "");
@@ -70,7 +80,7 @@ describe("the browser app in real Chromium", () => {
     await expect(alice.getByTestId("mic-meter").isVisible()).resolves.toBe(true);
     aliceId = await joinAs(alice, meetingUrl, "Alice");
     bobId = await joinAs(bob, meetingUrl, "Bob");
-    bot = startBot(server.httpUrl, meetingId, BOT_NAME, BOT_DURATION_S);
+    bot = startBot(httpUrl(), meetingId, BOT_NAME, BOT_DURATION_S);
 
     const everyone = (others: string[]) => others.map((from) => ({ from, video: 30, audio: 25 }));
     const [aliceSees, bobSees] = await Promise.all([
@@ -150,6 +160,40 @@ describe("the browser app in real Chromium", () => {
       waitForMedia(bob, "Bob", [{ from: "Alice", video: 30, audio: 25 }], bobBefore),
     ]);
     await expect(tile(bob, "Alice").count()).resolves.toBe(1);
+  });
+
+  it("shares a screen as its own tile and switches microphone and speaker mid-call", async () => {
+    await bob.getByTestId("toggle-screen").click();
+    const screen = tile(alice, "Bob", "screen");
+    await screen.waitFor({ timeout: 10_000 });
+    await alice.getByTestId("toggle-stats").click();
+    await alice.waitForFunction(
+      () =>
+        document
+          .querySelector(
+            '[data-testid="tile"][data-name="Bob"][data-kind="screen"] [data-testid="tile-stats"]',
+          )
+          ?.textContent.includes("1280×720") === true,
+      undefined,
+      { timeout: 10_000 },
+    );
+    await alice.getByTestId("toggle-stats").click();
+    await bob.getByTestId("toggle-screen").click();
+    await screen.waitFor({ state: "detached", timeout: 10_000 });
+
+    await bob.getByTestId("toggle-settings").click();
+    const microphones = bob.getByTestId("settings-microphone");
+    const choices = await microphones
+      .locator("option")
+      .evaluateAll((options) =>
+        options.map((option) => (option as HTMLOptionElement).value).filter((value) => value !== ""),
+      );
+    expect(choices.length).toBeGreaterThan(1);
+    const before = await debug(alice);
+    await microphones.selectOption(choices.at(-1) ?? "");
+    await bob.getByTestId("settings-speaker").selectOption({ index: 1 });
+    await waitForMedia(alice, "Alice", [{ from: "Bob", video: 0, audio: 50 }], before);
+    await bob.getByTestId("toggle-settings").click();
   });
 
   it("delivered both browsers' media to the bot", async () => {

@@ -11,6 +11,8 @@ export type SessionState = "idle" | "connecting" | "joined" | "reconnecting" | "
 export interface DarkTowerDebug {
   state: SessionState;
   participantId: string | null;
+  /** The codec this page publishes video with (after `isConfigSupported` fallbacks). */
+  videoCodec: string | null;
   /** Display names of everyone this page has met, by participant id. */
   names: Record<string, string>;
   sentVideoFrames: number;
@@ -59,6 +61,7 @@ export function debugCounters(): DarkTowerDebug {
   window.__darktower ??= {
     state: "idle",
     participantId: null,
+    videoCodec: null,
     names: {},
     sentVideoFrames: 0,
     sentAudioFrames: 0,

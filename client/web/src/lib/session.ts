@@ -27,6 +27,7 @@ import {
 import type { FrameHeader } from "./frame";
 import { TrackMeter, type TrackFigures } from "./meter";
 import { AudioPlayout } from "./playout";
+import { captureCamera, captureMicrophone } from "./devices";
 import { AUDIO_CODEC, AudioPublisher, VideoPublisher } from "./publisher";
 import { AudioReceiver, VideoReceiver, type ReceiverEvents, type VideoRenderer } from "./receiver";
 import { Roster, SCREEN_LABEL } from "./roster";
@@ -137,6 +138,7 @@ export class MeetingSession {
     counters.state = "connecting";
     const settings = media.camera?.getSettings();
     const videoCodec = await pickVideoCodec(codec, settings?.width ?? 1280, settings?.height ?? 720);
+    counters.videoCodec = videoCodec;
     const playout = await AudioPlayout.create();
     const session = new MeetingSession(meetingId, displayName, media, videoCodec, playout, onChange);
     if (media.camera !== null) session.publishers.set("camera", new VideoPublisher(media.camera, videoCodec));
@@ -373,9 +375,13 @@ export class MeetingSession {
     debugCounters().state = state;
     setHooks(null);
     for (const timer of this.timers) clearInterval(timer);
-    for (const publisher of this.publishers.values()) publisher.stop();
+    const tracks = [this.media.camera, this.media.microphone];
+    for (const publisher of this.publishers.values()) {
+      publisher.stop();
+      tracks.push(publisher.mediaTrack);
+    }
     this.publishers.clear();
-    for (const track of [this.media.camera, this.media.microphone]) track?.stop();
+    for (const track of tracks) track?.stop();
     for (const receiver of [...this.videoReceivers.values(), ...this.audioReceivers.values()])
       receiver.close();
     this.videoReceivers.clear();
@@ -589,36 +595,4 @@ export class MeetingSession {
 function speakerKey(view: MeetingView): string {
   const speaking = view.peers.filter((peer) => peer.speaking).map((peer) => peer.participantId);
   return `${view.activeSpeaker ?? ""}|${view.self.speaking}|${speaking.join(",")}`;
-}
-
-export async function captureCamera(deviceId: string): Promise<MediaStreamTrack> {
-  const stream = await navigator.mediaDevices.getUserMedia({ video: cameraConstraints(deviceId) });
-  const [track] = stream.getVideoTracks();
-  if (track === undefined) throw new Error("the camera gave no video track");
-  return track;
-}
-
-export async function captureMicrophone(deviceId: string): Promise<MediaStreamTrack> {
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: microphoneConstraints(deviceId) });
-  const [track] = stream.getAudioTracks();
-  if (track === undefined) throw new Error("the microphone gave no audio track");
-  return track;
-}
-
-export function cameraConstraints(deviceId: string): MediaTrackConstraints {
-  return {
-    width: { ideal: 640 },
-    height: { ideal: 360 },
-    frameRate: { ideal: 30 },
-    ...(deviceId === "" ? {} : { deviceId: { exact: deviceId } }),
-  };
-}
-
-export function microphoneConstraints(deviceId: string): MediaTrackConstraints {
-  return {
-    channelCount: 1,
-    echoCancellation: true,
-    noiseSuppression: true,
-    ...(deviceId === "" ? {} : { deviceId: { exact: deviceId } }),
-  };
 }

@@ -1,0 +1,170 @@
+/**
+ * Browser media figures on loopback, printed and written to test-artifacts/web-bench.json:
+ *
+ * - Glass-to-glass latency, p50 and p99, per codec (VP8, VP9, AV1; `BENCH_CODECS` picks): two headless
+ *   Chromium browsers (separate processes) in one meeting, each receiving the other's 640x360 camera; a
+ *   sample is the time from the publisher reading the frame off the camera track (its capture timestamp) to
+ *   the receiver's VideoDecoder handing it out, both on this machine's wall clock.
+ * - Browser CPU per received stream: a receive-only browser (camera and microphone off) joins a meeting
+ *   with 0, 1 and 2 publishers running in another browser; its CPU time over a fixed window (all its
+ *   processes, from the DevTools protocol's SystemInfo.getProcessInfo) less the idle figure, per stream.
+ *   A stream is one participant's video (640x360, 30 fps, VP8) plus audio (Opus).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { debug, joinAs, launchChromium, newPerson, waitForMedia } from "../e2e/browser";
+import { startServer, type RunningServer } from "../e2e/server";
+
+const ARTIFACTS = resolve(dirname(fileURLToPath(import.meta.url)), "../../../test-artifacts");
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 3000);
+const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 15_000);
+const CODECS = (process.env.BENCH_CODECS ?? "vp8,vp9,av1").split(",").filter((codec) => codec !== "");
+
+let server: RunningServer | undefined;
+const browsers: Browser[] = [];
+const figures: Record<string, unknown> = {};
+
+function httpUrl(): string {
+  if (server === undefined) throw new Error("darktower serve did not start");
+  return server.httpUrl;
+}
+
+async function browser(): Promise<Browser> {
+  const launched = await launchChromium();
+  browsers.push(launched);
+  return launched;
+}
+
+/** A new meeting's link; `codec` chooses the video codec the app publishes with (`?codec=`). */
+async function newMeeting(codec = "vp8"): Promise<string> {
+  const response = await fetch(`${httpUrl()}/v1/meetings`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
+  if (!response.ok)
+    throw new Error(`creating a meeting answered ${response.status}: ${await response.text()}`);
+  const { meeting_id: meetingId } = (await response.json()) as { meeting_id: string };
+  return `${httpUrl()}/?codec=${codec}#/m/${meetingId}`;
+}
+
+/** Total CPU seconds of every process of `owner` (browser, renderers, GPU, network service). */
+async function cpuSeconds(owner: Browser): Promise<number> {
+  const cdp = await owner.newBrowserCDPSession();
+  const { processInfo } = (await cdp.send("SystemInfo.getProcessInfo")) as {
+    processInfo: { cpuTime: number }[];
+  };
+  await cdp.detach();
+  return processInfo.reduce((sum, process) => sum + process.cpuTime, 0);
+}
+
+/** CPU use of `owner` over `ms`, in percent of one core. */
+async function cpuPercent(owner: Browser, ms: number): Promise<number> {
+  const before = await cpuSeconds(owner);
+  const started = performance.now();
+  await new Promise((done) => setTimeout(done, ms));
+  const elapsed = (performance.now() - started) / 1000;
+  return (((await cpuSeconds(owner)) - before) / elapsed) * 100;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+}
+
+async function latencies(page: Page, from: string): Promise<number[]> {
+  return (await page.evaluate((id) => window.__darktower?.latencyMs[id] ?? [], from)).slice();
+}
+
+beforeAll(async () => {
+  server = await startServer();
+});
+
+afterAll(async () => {
+  for (const owner of browsers) await owner.close();
+  await server?.stop();
+  if (Object.keys(figures).length > 0) {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    writeFileSync(resolve(ARTIFACTS, "web-bench.json"), `${JSON.stringify(figures, null, 2)}\n`);
+  }
+});
+
+describe("browser media on loopback", () => {
+  it.each(CODECS)("glass-to-glass latency between two browsers, %s", async (codec) => {
+    const url = await newMeeting(codec);
+    const [first, second] = await Promise.all([browser(), browser()]);
+    const alice = await newPerson(first, "Alice");
+    const bob = await newPerson(second, "Bob");
+    const aliceId = await joinAs(alice, url, "Alice");
+    const bobId = await joinAs(bob, url, "Bob");
+    await Promise.all([
+      waitForMedia(alice, "Alice", [{ from: "Bob", video: 30, audio: 0 }]),
+      waitForMedia(bob, "Bob", [{ from: "Alice", video: 30, audio: 0 }]),
+    ]);
+    await new Promise((done) => setTimeout(done, WARMUP_MS));
+    const skip = [(await latencies(alice, bobId)).length, (await latencies(bob, aliceId)).length];
+    await new Promise((done) => setTimeout(done, WINDOW_MS));
+    const samples = [
+      ...(await latencies(alice, bobId)).slice(skip[0]),
+      ...(await latencies(bob, aliceId)).slice(skip[1]),
+    ].sort((a, b) => a - b);
+    const counters = [await debug(alice), await debug(bob)];
+    const result = {
+      codec: counters[0]?.videoCodec,
+      samples: samples.length,
+      p50_ms: Number(percentile(samples, 50).toFixed(1)),
+      p99_ms: Number(percentile(samples, 99).toFixed(1)),
+      max_ms: Number((samples.at(-1) ?? Number.NaN).toFixed(1)),
+      decoder_stalls: counters.reduce((sum, c) => sum + c.decoderStalls, 0),
+      dropped_camera_frames: counters.reduce((sum, c) => sum + c.droppedCameraFrames, 0),
+    };
+    figures[`glass_to_glass_${codec}`] = result;
+    console.log(
+      `glass-to-glass ${codec} (${result.codec ?? "?"}, capture -> decoded, 640x360, ${result.samples} frames): ` +
+        `p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, max ${result.max_ms} ms`,
+    );
+    expect(samples.length).toBeGreaterThan(WINDOW_MS / 100);
+    await Promise.all([first.close(), second.close()]);
+    browsers.length = 0;
+  });
+
+  it("browser CPU per received stream", async () => {
+    const url = await newMeeting();
+    const receiverBrowser = await browser();
+    const senderBrowser = await browser();
+    const receiver = await newPerson(receiverBrowser, "Receiver");
+    await receiver.goto(url);
+    await receiver.getByTestId("display-name").fill("Receiver");
+    await receiver.getByTestId("prejoin-toggle-camera").click();
+    await receiver.getByTestId("prejoin-toggle-mic").click();
+    await receiver.getByTestId("join").click();
+    await receiver.waitForFunction(() => window.__darktower?.state === "joined");
+    await new Promise((done) => setTimeout(done, WARMUP_MS));
+    const cpu: number[] = [await cpuPercent(receiverBrowser, WINDOW_MS)];
+    for (const streams of [1, 2]) {
+      const name = `Sender ${streams}`;
+      await joinAs(await newPerson(senderBrowser, name), url, name);
+      await waitForMedia(receiver, "Receiver", [{ from: name, video: 30, audio: 25 }]);
+      await new Promise((done) => setTimeout(done, WARMUP_MS));
+      cpu.push(await cpuPercent(receiverBrowser, WINDOW_MS));
+    }
+    const [idle = 0, one = 0, two = 0] = cpu;
+    const result = {
+      idle_percent: Number(idle.toFixed(1)),
+      one_stream_percent: Number(one.toFixed(1)),
+      two_streams_percent: Number(two.toFixed(1)),
+      per_stream_percent: Number(((two - idle) / 2).toFixed(1)),
+    };
+    figures.cpu_per_received_stream = result;
+    console.log(
+      `receiver CPU (% of one core, all browser processes): idle ${result.idle_percent}, ` +
+        `1 stream ${result.one_stream_percent}, 2 streams ${result.two_streams_percent}; ` +
+        `per received stream (640x360 VP8 30 fps + Opus) ${result.per_stream_percent}`,
+    );
+    expect(two).toBeGreaterThan(idle);
+  });
+});
