@@ -83,7 +83,9 @@ case "$mode" in
     log "browser app: generated code, eslint, prettier, tsc, vitest"
     ./ops/web.sh test
     log "pytest"
-    exec python -m pytest "$@"
+    python -m pytest "$@"
+    log "browser app end to end: headless Chromium against a real darktower serve"
+    ./ops/web.sh e2e
     ;;
   *)
     echo "usage: ops/quickstart.sh serve|test|setup [args...]" >&2
