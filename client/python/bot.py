@@ -63,6 +63,7 @@ def report(client: MeetingClient) -> dict[str, Any]:
         "lost": summary["lost"],
         "out_of_order": summary["out_of_order"],
         "corrupt": summary["corrupt"],
+        "unverified": summary["unverified"],
         "unattributed": summary["unattributed"],
         "reconnects": client.reconnects,
     }

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
-from darktower.proto.frame import FrameError, decode_frame, encode_frame
+from darktower.proto.frame import HEADER_SIZE, FrameError, decode_frame, encode_frame
 
 MediaKind = Literal["audio", "video"]
 
@@ -111,6 +111,13 @@ def synthetic_frame(
         payload=prefix + filler,
         keyframe=object_seq == 0,
     )
+
+
+def is_synthetic(frame: bytes) -> bool:
+    """True when the frame's payload claims to be synthetic (starts with the marker); `verify` then tells
+    whether it is intact. Media from real encoders (browsers) is not, and cannot be checked byte for byte."""
+    start = HEADER_SIZE
+    return frame[start : start + len(_MAGIC)] == _MAGIC
 
 
 def verify(frame: bytes, participant_id: str | None = None) -> bool:

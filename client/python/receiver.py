@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from darktower.client.media import verify
+from darktower.client.media import is_synthetic, verify
 from darktower.client.roster import RemoteTrack
 from darktower.client.stats import ReceiveStats
 from darktower.proto.frame import MAX_U32, FrameError, FrameHeader, FrameReader, decode_frame
@@ -81,8 +81,14 @@ class MediaReceiver:
         if track is None or track.kind is None:
             self._stats.record_unattributed()
             return 0
-        ok = verify(data, track.participant_id) if self._verify else True
-        self._stats.record(track.participant_id, track.kind, header, ok, now_us)
+        if not self._verify:
+            ok, checkable = True, True
+        else:
+            # Real encoder output (a browser's) cannot be checked; a synthetic frame whose marker itself was
+            # damaged is counted with it, as unverified.
+            checkable = is_synthetic(data)
+            ok = checkable and verify(data, track.participant_id)
+        self._stats.record(track.participant_id, track.kind, header, ok, now_us, checkable=checkable)
         if self._on_frame is not None:
             self._on_frame(track, header, data, ok)
         return 1

@@ -63,6 +63,8 @@ class TrackStats:
     received: int = 0
     """Frames received, damaged ones included."""
     corrupt: int = 0
+    unverified: int = 0
+    """Frames from a real encoder (a browser): counted and timed, but not checkable byte for byte."""
     """Frames whose bytes were not exactly what the publisher sent."""
     lost: int = 0
     out_of_order: int = 0
@@ -97,8 +99,18 @@ class ReceiveStats:
     def record_unattributed(self) -> None:
         self.unattributed += 1
 
-    def record(self, publisher_id: str, kind: MediaKind, header: FrameHeader, ok: bool, now_us: int) -> None:
-        """One frame arrived at `now_us`; `ok` says whether it verified byte for byte."""
+    def record(
+        self,
+        publisher_id: str,
+        kind: MediaKind,
+        header: FrameHeader,
+        ok: bool,
+        now_us: int,
+        *,
+        checkable: bool = True,
+    ) -> None:
+        """One frame arrived at `now_us`; `ok` says whether it verified byte for byte. A frame that is not
+        `checkable` (real encoder output) counts as `unverified`, never as corrupt."""
         stats = self.track(publisher_id, kind)
         stats.received += 1
         if stats.first_frame is None:
@@ -106,7 +118,9 @@ class ReceiveStats:
             stats.first_media_us = now_us
         if self.first_media_us is None:
             self.first_media_us = now_us
-        if not ok:
+        if not checkable:
+            stats.unverified += 1
+        elif not ok:
             stats.corrupt += 1
             return
         stats.latencies_us.append(now_us - header.capture_us)
@@ -143,6 +157,7 @@ class ReceiveStats:
             "lost": sum(s.lost for s in self.tracks.values()),
             "out_of_order": sum(s.out_of_order for s in self.tracks.values()),
             "corrupt": sum(s.corrupt for s in self.tracks.values()) + self.malformed,
+            "unverified": sum(s.unverified for s in self.tracks.values()),
             "unattributed": self.unattributed,
         }
 

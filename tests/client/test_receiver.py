@@ -11,7 +11,7 @@ from darktower.client.media import VideoSource, synthetic_frame
 from darktower.client.receiver import MediaReceiver
 from darktower.client.roster import RemoteTrack
 from darktower.client.stats import ReceiveStats
-from darktower.proto.frame import FrameHeader
+from darktower.proto.frame import FrameHeader, encode_frame
 
 TRACKS = {
     1: RemoteTrack(1, "alice", "audio", "opus", "microphone"),
@@ -59,6 +59,17 @@ def test_damaged_misattributed_unparsable_or_unknown_frames_are_counted_as_such(
     assert receiver.datagram(b"\x01\x00", START) == 0
     assert (stats.malformed, stats.unattributed) == (1, 1)
     assert stats.summary()["corrupt"] == 3
+
+
+def test_real_encoder_output_is_unverified_not_corrupt() -> None:
+    stats = ReceiveStats()
+    receiver = MediaReceiver(TRACKS, stats)
+    browser_frame = encode_frame(track_id=1, group=0, object_seq=7, capture_us=START, payload=b"opus packet")
+    assert receiver.datagram(browser_frame, START + 2000) == 1
+    alice = stats.track("alice", "audio")
+    assert (alice.received, alice.unverified, alice.corrupt) == (1, 1, 0)
+    assert alice.latencies_us == [2000]
+    assert stats.summary()["unverified"] == 1
 
 
 def test_without_verification_every_parsed_frame_counts_as_good() -> None:

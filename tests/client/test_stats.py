@@ -125,5 +125,6 @@ def test_the_summary_has_the_bot_report_shape() -> None:
         "lost": 0,
         "out_of_order": 0,
         "corrupt": 1,
+        "unverified": 0,
         "unattributed": 0,
     }
