@@ -1,10 +1,15 @@
-"""The control plane's HTTP API: create and look up meetings, hand out join tokens, serve the web app.
+"""The control plane's HTTP API: accounts and sign-in, create and look up meetings, hand out join tokens,
+serve the web app.
 
-Every refusal has the body `{"error": {"code": "<snake_case>", "message": "..."}}` and a 4xx status; no input,
-however malformed, produces a 500. Codes: `invalid_request` (422, the message names the field and why),
-`unsupported_media_type` (415, a body that is not declared as JSON), `body_too_large` (413),
+Every refusal has the body `{"error": {"code": "<snake_case>", "message": "..."}}` and a 4xx or 503 status;
+no input, however malformed, produces a 500. Codes: `invalid_request` (422, the message names the field and
+why), `unsupported_media_type` (415, a body that is not declared as JSON), `body_too_large` (413),
 `meeting_exists` (409), `meeting_not_found` (404), `not_found` / `method_not_allowed` (unknown routes),
-`certificates_unavailable` (503, the self-signed certificate store cannot be read).
+`certificates_unavailable` (503, the self-signed certificate store cannot be read), `rate_limited` (429, too
+many joins from one address), the codes of `darktower.control.api_common` (stores down, bearer tokens) and
+of `darktower.control.auth_api` (accounts, sign-in).
+
+A meeting created with a valid access token records its creator (`created_by`); without one it has none.
 """
 
 from __future__ import annotations
@@ -16,16 +21,25 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from darktower.control.access_tokens import AccessTokens
+from darktower.control.accounts import AccountStore, InMemoryAccountStore
+from darktower.control.api_common import ApiError, bearer_token, client_ip, install_error_handlers, parse_body
+from darktower.control.auth import AuthService
+from darktower.control.auth_api import add_auth_routes
+from darktower.control.ephemeral import EphemeralStore
+from darktower.control.memory_ephemeral import InMemoryEphemeralStore
+from darktower.control.oidc import OidcClient
+from darktower.control.passwords import PasswordHasher
+from darktower.control.ratelimit import RateLimiter
 from darktower.control.schemas import (
     MEETING_ID_PATTERN,
     CertificateHash,
@@ -33,37 +47,16 @@ from darktower.control.schemas import (
     JoinRequest,
     JoinResponse,
     MeetingResponse,
-    RequestBody,
-    describe_validation_error,
 )
-from darktower.control.store import ControlError, Meeting, MeetingExistsError, MeetingStore
+from darktower.control.store import Meeting, MeetingExistsError, MeetingStore
 from darktower.core.certs import CertificateError
 from darktower.core.config import Config, ConfigError
 from darktower.core.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES: Final = 16 * 1024
-"""Far above any valid body; larger ones are refused before they are parsed."""
-
 _DEFAULT_WEB_ROOT: Final = Path(__file__).resolve().parents[1] / "client" / "web" / "dist"
 _MEETING_ID_RE: Final = re.compile(MEETING_ID_PATTERN)
-
-_B = TypeVar("_B", bound=RequestBody)
-
-
-class ApiError(ControlError):
-    """A refusal the API reports as `{"error": {"code", "message"}}` with `status`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
 def web_root_for(config: Config) -> Path | None:
@@ -88,13 +81,37 @@ def create_app(
     store: MeetingStore,
     certificate_hashes: Callable[[], list[bytes]],
     quic_port: int,
+    accounts: AccountStore | None = None,
+    ephemeral: EphemeralStore | None = None,
+    access_tokens: AccessTokens | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The API over `store`; tokens from `signer`; URLs name `quic_port` on `server.advertised_host`."""
+    """The API over `store` and `accounts`; join tokens from `signer`, access tokens from `access_tokens`;
+    rate limits and OIDC sign-in state in `ephemeral`; URLs name `quic_port` on `server.advertised_host`.
+
+    Left out, `accounts` are kept in memory, `ephemeral` is in-process, and access tokens are signed with
+    a key made for this app (they are then valid only here): what a test or a single process needs."""
     app = FastAPI(title="Dark Tower control plane", docs_url=None, redoc_url=None, redirect_slashes=False)
     media_origin = f"https://{url_host(config.server.advertised_host)}:{quic_port}"
+    ephemeral = ephemeral if ephemeral is not None else InMemoryEphemeralStore()
+    limiter = RateLimiter(ephemeral, config.rate_limits)
+    auth = AuthService(
+        accounts=accounts if accounts is not None else InMemoryAccountStore(),
+        passwords=PasswordHasher(
+            time_cost=config.auth.password_hash_time_cost, memory_kib=config.auth.password_hash_memory_kib
+        ),
+        access_tokens=access_tokens
+        or AccessTokens(
+            ec.generate_private_key(ec.SECP256R1()), config.auth.issuer, config.auth.access_token_ttl_s
+        ),
+        refresh_ttl_s=config.auth.refresh_token_ttl_s,
+        open_registration=config.auth.open_registration,
+        clock=clock,
+    )
+    oidc = OidcClient(config.oidc, ephemeral, clock=clock) if config.oidc.enabled else None
 
-    app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
-    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    install_error_handlers(app)
+    add_auth_routes(app, auth=auth, limiter=limiter, oidc=oidc)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -102,8 +119,10 @@ def create_app(
 
     @app.post("/v1/meetings", status_code=201)
     async def create_meeting(request: Request) -> MeetingResponse:
-        body = await _parse_body(request, CreateMeetingRequest, empty_means_object=True)
-        meeting = await _create(store, body)
+        token = bearer_token(request)
+        creator = auth.authenticate(token).user_id if token is not None else None
+        body = await parse_body(request, CreateMeetingRequest, empty_means_object=True)
+        meeting = await _create(store, body, creator)
         log.info("meeting created", extra={"meeting_id": meeting.meeting_id})
         return _meeting_response(meeting)
 
@@ -113,7 +132,8 @@ def create_app(
 
     @app.post("/v1/meetings/{meeting_id}/join")
     async def join_meeting(meeting_id: str, request: Request) -> JoinResponse:
-        body = await _parse_body(request, JoinRequest, empty_means_object=False)
+        await limiter.join(client_ip(request))
+        body = await parse_body(request, JoinRequest, empty_means_object=False)
         meeting = await _existing(store, meeting_id)
         try:
             hashes = certificate_hashes()
@@ -127,7 +147,7 @@ def create_app(
             display_name=body.display_name,
             can_publish=body.publish,
             can_subscribe=body.subscribe,
-            now=time.time(),
+            now=clock(),
         )
         log.info("join token issued", extra={"meeting_id": meeting_id, "participant_id": participant_id})
         return JoinResponse(
@@ -145,18 +165,6 @@ def create_app(
     return app
 
 
-async def _api_error(_request: Request, exc: ApiError) -> Response:
-    return error_response(exc.status, exc.code, exc.message)
-
-
-async def _http_error(request: Request, exc: HTTPException) -> Response:
-    if exc.status_code == 404:
-        return error_response(404, "not_found", f"nothing at {request.url.path}")
-    if exc.status_code == 405:
-        return error_response(405, "method_not_allowed", f"{request.method} is not allowed here")
-    return error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
-
-
 class _WebApp(StaticFiles):
     """The built single-page app: unknown paths outside the API get `index.html` (client-side routing)."""
 
@@ -169,38 +177,12 @@ class _WebApp(StaticFiles):
             return await super().get_response("index.html", scope)
 
 
-async def _parse_body(request: Request, model: type[_B], *, empty_means_object: bool) -> _B:
-    content_type = request.headers.get("content-type")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(413, "body_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
-        if not empty_means_object:
-            raise ApiError(422, "invalid_request", "request body is empty; expected a JSON object")
-        raw = bytearray(b"{}")
-    elif content_type is not None and not _is_json(content_type):
-        raise ApiError(
-            415, "unsupported_media_type", f"Content-Type must be application/json, not {content_type!r}"
-        )
-    try:
-        return model.model_validate_json(bytes(raw))
-    except ValidationError as exc:
-        raise ApiError(422, "invalid_request", describe_validation_error(exc)) from None
-
-
-def _is_json(content_type: str) -> bool:
-    media_type = content_type.partition(";")[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
-
-
-async def _create(store: MeetingStore, body: CreateMeetingRequest) -> Meeting:
+async def _create(store: MeetingStore, body: CreateMeetingRequest, creator: str | None) -> Meeting:
     # A generated id has 96 random bits: a collision is as unlikely as guessing a join token.
     meeting_id = body.meeting_id if body.meeting_id is not None else secrets.token_urlsafe(12)
-    meeting = Meeting(meeting_id=meeting_id, title=body.title, created_at=datetime.now(UTC))
+    meeting = Meeting(
+        meeting_id=meeting_id, title=body.title, created_at=datetime.now(UTC), created_by=creator
+    )
     try:
         await store.create(meeting)
     except MeetingExistsError as exc:
@@ -217,5 +199,8 @@ async def _existing(store: MeetingStore, meeting_id: str) -> Meeting:
 
 def _meeting_response(meeting: Meeting) -> MeetingResponse:
     return MeetingResponse(
-        meeting_id=meeting.meeting_id, title=meeting.title, created_at=meeting.created_at.isoformat()
+        meeting_id=meeting.meeting_id,
+        title=meeting.title,
+        created_at=meeting.created_at.isoformat(),
+        created_by=meeting.created_by,
     )

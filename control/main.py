@@ -2,7 +2,8 @@
 
 `control_process` is the child-process entry the supervisor spawns. It listens on `server.host:http_port`
 (port 0 picks a free one), opens the configured durable store (`[store] durable`: SQLite or PostgreSQL, with
-its migrations applied), and only then reports `{"http_port": <bound port>}` on `ready_conn`, so a
+its migrations applied; meetings and accounts) and ephemeral store (`[store] ephemeral`: rate limits, OIDC
+sign-in state), and only then reports `{"http_port": <bound port>}` on `ready_conn`, so a
 supervisor that has the message can send requests at once. SIGTERM or SIGINT stops it gracefully. Failing
 to start (port taken, unusable database) logs why, reports `{"error": why}` and exits with status 1.
 """
@@ -25,8 +26,9 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.typing import ASGIFramework
 
+from darktower.control.access_tokens import AccessTokens
 from darktower.control.app import create_app
-from darktower.control.backends import open_durable_store
+from darktower.control.backends import open_durable_store, open_ephemeral_store
 from darktower.core import logging as dt_logging
 from darktower.core.certs import load_certificate, store_for, utcnow
 from darktower.core.config import Config, from_mapping
@@ -66,16 +68,22 @@ async def run_control(
     config: Config, quic_port: int, *, on_ready: Callable[[int], None], stop: asyncio.Event
 ) -> None:
     """Serves until `stop` is set; calls `on_ready(port)` once requests can be sent."""
-    signer = TokenSigner(
-        load_or_create_signing_key(signing_key_path(config.server.data_dir, config.auth.signing_key)),
-        config.auth.issuer,
-        config.auth.join_token_ttl_s,
-    )
+    key = load_or_create_signing_key(signing_key_path(config.server.data_dir, config.auth.signing_key))
+    signer = TokenSigner(key, config.auth.issuer, config.auth.join_token_ttl_s)
+    access_tokens = AccessTokens(key, config.auth.issuer, config.auth.access_token_ttl_s)
     hashes = certificate_hashes_for(config)
     store = await open_durable_store(config)
+    ephemeral = open_ephemeral_store(config)
     try:
         app = create_app(
-            config=config, signer=signer, store=store, certificate_hashes=hashes, quic_port=quic_port
+            config=config,
+            signer=signer,
+            store=store,
+            certificate_hashes=hashes,
+            quic_port=quic_port,
+            accounts=store.accounts,
+            ephemeral=ephemeral,
+            access_tokens=access_tokens,
         )
         sock = listen(config.server.host, config.server.http_port)
         port = int(sock.getsockname()[1])
@@ -86,6 +94,7 @@ async def run_control(
         on_ready(port)
         await serve(cast("ASGIFramework", app), server_config, shutdown_trigger=stop.wait, mode="asgi")
     finally:
+        await ephemeral.close()
         await store.close()
 
 

@@ -47,10 +47,41 @@ class CreateMeetingRequest(RequestBody):
     title: Annotated[StrictStr, Field(max_length=200), AfterValidator(_printable)] = ""
 
 
+def _email_address(value: str) -> str:
+    """One `@` between a non-empty local part and domain, no spaces or control characters; lower-cased,
+    because addresses identify accounts and people do not type them with consistent case."""
+    local, at, domain = value.partition("@")
+    if not at or not local or not domain or "@" in domain:
+        raise ValueError("must be an email address (name@domain)")
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain spaces or control characters")
+    return value.lower()
+
+
+EmailAddress = Annotated[StrictStr, Field(max_length=254), AfterValidator(_email_address)]
+DisplayName = Annotated[
+    StrictStr, Field(min_length=1, max_length=64), AfterValidator(_printable), AfterValidator(_not_blank)
+]
+
+
+class RegisterRequest(RequestBody):
+    email: EmailAddress
+    password: Annotated[StrictStr, Field(min_length=8, max_length=256)]
+    display_name: DisplayName | None = None
+    """Defaults to the part of the address before `@`."""
+
+
+class LoginRequest(RequestBody):
+    email: EmailAddress
+    password: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+
+class RefreshRequest(RequestBody):
+    refresh_token: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+
+
 class JoinRequest(RequestBody):
-    display_name: Annotated[
-        StrictStr, Field(min_length=1, max_length=64), AfterValidator(_printable), AfterValidator(_not_blank)
-    ]
+    display_name: DisplayName
     publish: StrictBool = True
     subscribe: StrictBool = True
 
@@ -60,6 +91,8 @@ class MeetingResponse(BaseModel):
     title: str
     created_at: str
     """ISO 8601 with offset."""
+    created_by: str | None
+    """The user id of the signed-in creator; null when it was created without signing in."""
 
 
 class CertificateHash(BaseModel):
@@ -75,6 +108,28 @@ class JoinResponse(BaseModel):
     webtransport_url: str
     certificate_hashes: list[CertificateHash]
     expires_at: str
+
+
+class UserResponse(BaseModel):
+    user_id: str
+    email: str | None
+    display_name: str
+    created_at: str
+    """ISO 8601 with offset."""
+
+
+class TokenResponse(BaseModel):
+    """A signed-in session: send `access_token` as `Authorization: Bearer`, and trade `refresh_token` for a
+    new pair (once: each refresh token works one time) before `refresh_expires_at`."""
+
+    user_id: str
+    access_token: str
+    token_type: str
+    """Always "Bearer"."""
+    expires_at: str
+    """When the access token expires (ISO 8601)."""
+    refresh_token: str
+    refresh_expires_at: str
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -15,6 +15,7 @@ from typing import Final, Self
 import aiosqlite
 
 from darktower.control.migrations import MIGRATIONS, Dialect, Migration, MigrationReport, apply_migrations
+from darktower.control.sqlite_accounts import SqliteAccountStore
 from darktower.control.store import Meeting, MeetingExistsError, StoreError
 
 DATABASE_NAME: Final = "darktower.sqlite3"
@@ -31,6 +32,8 @@ class SqliteMeetingStore:
         self._db = connection
         self.migration = migration
         """What opening the store did to the schema."""
+        self.accounts = SqliteAccountStore(connection)
+        """The accounts kept in the same database (closed with this store)."""
 
     @classmethod
     async def open(cls, path: Path, migrations: tuple[Migration, ...] = MIGRATIONS) -> Self:
@@ -59,20 +62,28 @@ class SqliteMeetingStore:
     async def create(self, meeting: Meeting) -> None:
         try:
             await self._db.execute(
-                "INSERT INTO meetings (meeting_id, title, created_at) VALUES (?, ?, ?)",
-                (meeting.meeting_id, meeting.title, meeting.created_at.astimezone(UTC).isoformat()),
+                "INSERT INTO meetings (meeting_id, title, created_at, created_by) VALUES (?, ?, ?, ?)",
+                (
+                    meeting.meeting_id,
+                    meeting.title,
+                    meeting.created_at.astimezone(UTC).isoformat(),
+                    meeting.created_by,
+                ),
             )
         except sqlite3.IntegrityError:
             raise MeetingExistsError(meeting.meeting_id) from None
 
     async def get(self, meeting_id: str) -> Meeting | None:
         async with self._db.execute(
-            "SELECT meeting_id, title, created_at FROM meetings WHERE meeting_id = ?", (meeting_id,)
+            "SELECT meeting_id, title, created_at, created_by FROM meetings WHERE meeting_id = ?",
+            (meeting_id,),
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
             return None
-        return Meeting(meeting_id=row[0], title=row[1], created_at=datetime.fromisoformat(row[2]))
+        return Meeting(
+            meeting_id=row[0], title=row[1], created_at=datetime.fromisoformat(row[2]), created_by=row[3]
+        )
 
     async def close(self) -> None:
         await self._db.close()

@@ -52,7 +52,12 @@ class ServerConfig(_Section, frozen=True):
     quic_port: int = 4433
     """WebTransport (QUIC/UDP) port (0 picks a free one)."""
     workers: int = 1
-    """QUIC worker processes."""
+    """QUIC worker processes, 1..256 (one index byte names a worker in its connection IDs). Until meetings
+    are routed between workers, only worker 0's port is handed out, so more than one serves nobody else."""
+    heartbeat_timeout_s: float = 3.0
+    """A worker whose heartbeat is older than this is killed and replaced (it beats every 0.25 s)."""
+    drain_timeout_s: float = 30.0
+    """On SIGTERM a worker serves its open sessions for at most this long before closing them."""
     data_dir: str = msgspec.field(default_factory=_default_data_dir)
     """Where the SQLite database, the token signing key and self-signed certificates live."""
     web_root: str = ""
@@ -63,8 +68,15 @@ class ServerConfig(_Section, frozen=True):
             port = getattr(self, key)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{section}.{key}: {port} is not a port number (0..65535)")
-        if not 1 <= self.workers <= 1024:
-            raise ConfigError(f"{section}.workers: {self.workers} is outside 1..1024")
+        if not 1 <= self.workers <= 256:
+            raise ConfigError(f"{section}.workers: {self.workers} is outside 1..256")
+        if not (math.isfinite(self.heartbeat_timeout_s) and 1.0 <= self.heartbeat_timeout_s <= 600):
+            raise ConfigError(
+                f"{section}.heartbeat_timeout_s: {self.heartbeat_timeout_s} is outside 1..600 "
+                "(workers beat every 0.25 s)"
+            )
+        if not (math.isfinite(self.drain_timeout_s) and 0 <= self.drain_timeout_s <= 3600):
+            raise ConfigError(f"{section}.drain_timeout_s: {self.drain_timeout_s} is outside 0..3600")
         if not self.host:
             raise ConfigError(f"{section}.host: must not be empty")
 

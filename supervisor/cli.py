@@ -1,10 +1,14 @@
-"""The `darktower` command: `serve`, `migrate`, `bot`, `config check`.
+"""The `darktower` command: `serve`, `status`, `migrate`, `bot`, `config check`.
+
+`config check` prints the effective configuration as JSON with passwords and secrets shown as `***`
+(`store.postgres_dsn`, `store.redis_url`, `oidc.client_secret`), so its output can be pasted into a ticket.
 
 Exit status 2 means the command line or the configuration is wrong; the message names the key
 (`darktower: config error: server.quic_port: 70000 is not a port number (0..65535)`). `serve` exits 1 when
 it cannot start (unusable data directory, a child that fails), 0 after SIGTERM/SIGINT. `migrate` brings the
 configured durable store's schema up to date (what `serve` also does when it starts) and exits 1 when the
-store cannot be reached or is from a newer server.
+store cannot be reached or is from a newer server. `status` exits 1 when no server runs on the data
+directory. SIGHUP to `serve` replaces its workers one at a time (see `darktower.supervisor.process`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from typing import Any
 
@@ -20,7 +25,12 @@ from darktower.core import logging as dt_logging
 from darktower.core.config import Config, ConfigError, from_mapping, load
 from darktower.core.errors import DarkTowerError
 
-_SERVER_FLAGS = ("host", "http_port", "quic_port", "data_dir")
+_SERVER_FLAGS = ("host", "http_port", "quic_port", "data_dir", "workers")
+
+REDACTED = "***"
+_URLS_WITH_PASSWORDS = (("store", "postgres_dsn"), ("store", "redis_url"))
+_SECRETS = (("oidc", "client_secret"),)
+_PASSWORD_PARAMETER = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="control API TCP port, 0 = any (server.http_port)")
     serve.add_argument("--quic-port", type=int, help="WebTransport UDP port, 0 = any (server.quic_port)")
     serve.add_argument("--data-dir", help="database, keys and certificates (server.data_dir)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="QUIC worker processes, 1..256 (server.workers, default 1: until meetings are routed between "
+        "workers, joins go to worker 0 only)",
+    )
+
+    status = commands.add_parser("status", help="show the workers of the server running on a data directory")
+    status.add_argument("--config", help="TOML file (default: $DARKTOWER_CONFIG, else built-in defaults)")
+    status.add_argument("--data-dir", help="the server's data directory (server.data_dir)")
+    status.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     migrate = commands.add_parser("migrate", help="apply the durable store's missing schema migrations")
     migrate.add_argument("--config", help="TOML file (default: $DARKTOWER_CONFIG, else built-in defaults)")
@@ -61,6 +82,30 @@ def effective_config(args: argparse.Namespace) -> Config:
     return config
 
 
+def redacted(data: dict[str, Any]) -> dict[str, Any]:
+    """The configuration `data` as `config check` prints it: the password in each URL that may carry one
+    (user-info or a `password=` query parameter) and every secret replaced by `***`."""
+    shown = {section: dict(values) for section, values in data.items()}
+    for section, key in _URLS_WITH_PASSWORDS:
+        shown[section][key] = _redact_url(shown[section][key])
+    for section, key in _SECRETS:
+        if shown[section][key]:
+            shown[section][key] = REDACTED
+    return shown
+
+
+def _redact_url(url: str) -> str:
+    scheme, separator, rest = url.partition("://")
+    if separator:
+        # User-info ends at the last `@` before the query: a password typed without percent-encoding may
+        # itself hold `/` or `@`.
+        at = re.split(r"[?#]", rest, maxsplit=1)[0].rfind("@")
+        user, colon, _ = rest[: max(at, 0)].partition(":")
+        if colon:
+            url = f"{scheme}://{user}:{REDACTED}{rest[at:]}"
+    return _PASSWORD_PARAMETER.sub(rf"\g<1>{REDACTED}", url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -76,10 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"darktower: config error: {exc}", file=sys.stderr)
         return 2
     if args.command == "config":
-        print(json.dumps(config.to_dict(), indent=2))
+        print(json.dumps(redacted(config.to_dict()), indent=2))
         return 0
     if args.command == "migrate":
         return _migrate(config)
+    if args.command == "status":
+        from darktower.supervisor.status import status  # noqa: PLC0415 - loads the status reader only on use
+
+        return status(config.server.data_dir, as_json=args.json, out=sys.stdout, err=sys.stderr)
     from darktower.supervisor.serve import serve  # noqa: PLC0415 - loads the server stack only to serve
 
     dt_logging.setup(config.log.level, config.log.format, "supervisor")

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 
-from darktower.control.app import MAX_BODY_BYTES
+from darktower.control.api_common import MAX_BODY_BYTES
 from darktower.control.main import certificate_hashes_for
 from darktower.control.store import MeetingStore
 from darktower.core.certs import store_for, utcnow
@@ -47,7 +47,8 @@ async def test_a_meeting_is_created_with_the_given_id_and_title(client: httpx.As
     response = await client.post("/v1/meetings", json={"meeting_id": "standup_1-A", "title": "Standup"})
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"meeting_id", "title", "created_at"}
+    assert set(body) == {"meeting_id", "title", "created_at", "created_by"}
+    assert body["created_by"] is None
     assert body["meeting_id"] == "standup_1-A"
     assert body["title"] == "Standup"
     created = datetime.fromisoformat(body["created_at"])

@@ -23,6 +23,12 @@ async def test_a_created_meeting_reads_back_equal(store: MeetingStore) -> None:
     assert await store.get("m1") == meeting
 
 
+async def test_the_creator_reads_back(store: MeetingStore) -> None:
+    meeting = Meeting(meeting_id="m1", title="", created_at=CREATED, created_by="user-1")
+    await store.create(meeting)
+    assert await store.get("m1") == meeting
+
+
 async def test_an_unknown_id_is_none(store: MeetingStore) -> None:
     await store.create(Meeting(meeting_id="known", title="", created_at=CREATED))
     assert await store.get("unknown") is None

@@ -119,3 +119,69 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_the_config_survives_the_trip_to_a_child_process() -> None:
     config = load(environ={"DARKTOWER_LIMITS__MAX_QUEUED_MS": "150"})
     assert from_mapping(config.to_dict()) == config
+
+
+def test_accounts_and_sign_in_have_safe_defaults() -> None:
+    config = load(environ={})
+    assert config.auth.access_token_ttl_s == 900
+    assert config.auth.open_registration is True
+    assert config.auth.password_hash_memory_kib == 65536
+    assert config.oidc.enabled is False
+    assert config.rate_limits.when_unavailable == "allow"
+
+
+def test_sign_in_settings_come_from_the_environment() -> None:
+    config = load(
+        environ={
+            "DARKTOWER_AUTH__OPEN_REGISTRATION": "false",
+            "DARKTOWER_AUTH__ACCESS_TOKEN_TTL_S": "300",
+            "DARKTOWER_OIDC__ISSUER": "https://idp.example/realms/dt",
+            "DARKTOWER_OIDC__CLIENT_ID": "darktower",
+            "DARKTOWER_OIDC__REDIRECT_URI": "https://dt.example/v1/auth/oidc/callback",
+            "DARKTOWER_RATE_LIMITS__LOGIN_PER_MINUTE": "2.5",
+            "DARKTOWER_RATE_LIMITS__WHEN_UNAVAILABLE": "refuse",
+        }
+    )
+    assert config.auth.open_registration is False
+    assert config.auth.access_token_ttl_s == 300
+    assert config.oidc.enabled is True
+    assert config.rate_limits.login_per_minute == 2.5
+    assert config.rate_limits.when_unavailable == "refuse"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[auth]\naccess_token_ttl_s = 3600\n", r"auth.access_token_ttl_s: 3600 is outside 30..900"),
+        ("[auth]\nrefresh_token_ttl_s = 10\n", "auth.refresh_token_ttl_s: 10 is outside"),
+        ("[auth]\npassword_hash_memory_kib = 4\n", "auth.password_hash_memory_kib: 4 is outside 8..4194304"),
+        ("[auth]\npassword_hash_time_cost = 0\n", "auth.password_hash_time_cost: 0 is outside 1..20"),
+        ('[oidc]\nissuer = "http://idp.example"\n', "oidc.issuer: must be an https URL"),
+        ('[oidc]\nissuer = "https://idp.example"\n', "oidc.client_id: required when oidc.issuer is set"),
+        (
+            '[oidc]\nissuer = "https://idp.example"\nclient_id = "c"\n',
+            "oidc.redirect_uri: required when oidc.issuer is set",
+        ),
+        (
+            (
+                '[oidc]\nissuer = "http://127.0.0.1:8080"\nclient_id = "c"\nredirect_uri = "https://x/cb"\n'
+                'scopes = "email"\n'
+            ),
+            "oidc.scopes: must include openid",
+        ),
+        ("[rate_limits]\nlogin_burst = 0\n", "rate_limits.login_burst: 0 is outside 1..1000000"),
+        (
+            "[rate_limits]\njoin_per_minute = -1.0\n",
+            r"rate_limits.join_per_minute: -1.0 is outside \(0, 1000000\]",
+        ),
+        (
+            '[rate_limits]\nwhen_unavailable = "maybe"\n',
+            "rate_limits.when_unavailable: invalid enum value 'maybe'",
+        ),
+    ],
+)
+def test_bad_sign_in_settings_name_their_key(tmp_path: Path, toml: str, message: str) -> None:
+    file = tmp_path / "bad.toml"
+    file.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load(file, environ={})

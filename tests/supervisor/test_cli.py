@@ -37,7 +37,44 @@ def test_config_check_prints_the_effective_configuration(
     assert printed["server"]["quic_port"] == 5000
     assert printed["server"]["public_host"] == "media.example"
     assert printed["auth"]["join_token_ttl_s"] == 60
-    assert set(printed) == {"server", "tls", "auth", "limits", "store", "log"}
+    assert set(printed) == {"server", "tls", "auth", "limits", "store", "oidc", "rate_limits", "log"}
+
+
+def test_config_check_shows_no_password_or_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = {
+        "DARKTOWER_STORE__DURABLE": "postgres",
+        "DARKTOWER_STORE__POSTGRES_DSN": "postgresql://dt:hunter2@db.example:5432/dt?sslmode=require",
+        "DARKTOWER_STORE__EPHEMERAL": "redis",
+        "DARKTOWER_STORE__REDIS_URL": "rediss://cache:pa/ss@w0rd@cache.example:6380/1",
+        "DARKTOWER_OIDC__ISSUER": "https://idp.example",
+        "DARKTOWER_OIDC__CLIENT_ID": "darktower",
+        "DARKTOWER_OIDC__CLIENT_SECRET": "oidc-secret",
+        "DARKTOWER_OIDC__REDIRECT_URI": "https://dt.example/v1/auth/oidc/callback",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config", "check"]) == 0
+    output = capsys.readouterr().out
+    for secret in ("hunter2", "pa/ss", "w0rd", "oidc-secret"):
+        assert secret not in output
+    printed = json.loads(output)
+    assert printed["store"]["postgres_dsn"] == "postgresql://dt:***@db.example:5432/dt?sslmode=require"
+    assert printed["store"]["redis_url"] == "rediss://cache:***@cache.example:6380/1"
+    assert printed["oidc"]["client_secret"] == "***"
+    assert printed["oidc"]["client_id"] == "darktower"
+
+
+def test_config_check_redacts_a_password_given_as_a_parameter(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DARKTOWER_STORE__EPHEMERAL", "redis")
+    monkeypatch.setenv("DARKTOWER_STORE__REDIS_URL", "unix:///run/redis.sock?db=0&password=hunter2")
+    assert main(["config", "check"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["store"]["redis_url"] == "unix:///run/redis.sock?db=0&password=***"
+    assert printed["oidc"]["client_secret"] == ""
 
 
 @pytest.mark.parametrize(
