@@ -34,6 +34,7 @@ from darktower.core.certs import load_certificate, store_for, utcnow
 from darktower.core.config import Config, from_mapping
 from darktower.core.errors import DarkTowerError
 from darktower.core.tokens import TokenSigner, load_or_create_signing_key, signing_key_path
+from darktower.supervisor.lifeline import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ async def run_control(
 
 
 def control_process(config_data: dict[str, Any], quic_port: int, ready_conn: Connection) -> None:
-    """Child-process entry (multiprocessing spawn): serve the API until SIGTERM/SIGINT."""
+    """Child-process entry (multiprocessing spawn): serve the API until SIGTERM/SIGINT (also sent when the
+    supervisor dies)."""
+    exit_with_parent(signal.SIGTERM)
     config = from_mapping(config_data)
     dt_logging.setup(config.log.level, config.log.format, "control")
 

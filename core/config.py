@@ -70,6 +70,11 @@ class ServerConfig(_Section, frozen=True):
                 raise ConfigError(f"{section}.{key}: {port} is not a port number (0..65535)")
         if not 1 <= self.workers <= 256:
             raise ConfigError(f"{section}.workers: {self.workers} is outside 1..256")
+        if self.quic_port and self.quic_port + self.workers - 1 > 65535:
+            raise ConfigError(
+                f"{section}.workers: {self.workers} workers need UDP ports {self.quic_port}.."
+                f"{self.quic_port + self.workers - 1} (quic_port + worker index), which do not all exist"
+            )
         if not (math.isfinite(self.heartbeat_timeout_s) and 1.0 <= self.heartbeat_timeout_s <= 600):
             raise ConfigError(
                 f"{section}.heartbeat_timeout_s: {self.heartbeat_timeout_s} is outside 1..600 "

@@ -123,12 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(json.dumps(redacted(config.to_dict()), indent=2))
         return 0
-    if args.command == "migrate":
-        return _migrate(config)
-    if args.command == "status":
-        from darktower.supervisor.status import status  # noqa: PLC0415 - loads the status reader only on use
-
-        return status(config.server.data_dir, as_json=args.json, out=sys.stdout, err=sys.stderr)
+    if args.command in ("migrate", "status"):
+        return _migrate(config) if args.command == "migrate" else _status(config, as_json=args.json)
     from darktower.supervisor.serve import serve  # noqa: PLC0415 - loads the server stack only to serve
 
     dt_logging.setup(config.log.level, config.log.format, "supervisor")
@@ -138,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"darktower: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _status(config: Config, *, as_json: bool) -> int:
+    from darktower.supervisor.status import status  # noqa: PLC0415 - loads the status reader only on use
+
+    return status(config.server.data_dir, as_json=as_json, out=sys.stdout, err=sys.stderr)
 
 
 def _migrate(config: Config) -> int:

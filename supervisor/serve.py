@@ -1,15 +1,25 @@
-"""`darktower serve`: prepare the data directory, start the QUIC worker and the control plane, supervise.
+"""`darktower serve`: prepare the data directory, start the QUIC workers and the control plane, supervise.
 
-Order matters: the signing key and (self-signed mode) a valid certificate exist before any child starts;
-the worker starts first because the control plane hands out URLs naming the worker's bound QUIC port. Once
-both are ready the URLs are printed, then `darktower: ready`, on stdout (scripts and tests wait for that
-line); logs go to stderr.
+Order matters: the server takes the data directory's lock (one server per directory), then the signing key
+and (self-signed mode) a valid certificate exist, and the heartbeat table
+(`darktower.workers.heartbeat`) is created, before any child starts; the workers start first because the
+control plane hands out URLs naming worker 0's bound QUIC port. Once all are ready the URLs are printed, then
+`darktower: ready`, on stdout (scripts and tests wait for that line; systemd gets `READY=1`); logs go to
+stderr.
+
+With `server.workers` = N, worker k binds UDP `quic_port + k` (any free port when `quic_port` is 0) and keeps
+it across restarts. Until meetings are routed between workers (owner/edge sharding) the control plane names
+only worker 0's port, so the default stays one worker.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import logging
 import multiprocessing
+import os
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,14 +30,17 @@ from darktower.control.main import control_process
 from darktower.core.certs import CertificateError, CertificateStore, load_certificate, store_for, utcnow
 from darktower.core.config import Config
 from darktower.core.tokens import load_or_create_signing_key, signing_key_path
+from darktower.supervisor.notify import SystemdNotifier
 from darktower.supervisor.process import (
-    STOP_SIGNALS,
+    HANDLED_SIGNALS,
     ChildSpec,
     StopRequestedError,
     Supervisor,
     SupervisorError,
+    Timeouts,
 )
 from darktower.supervisor.signals import SignalQueue
+from darktower.workers.heartbeat import HeartbeatTable, segment_name
 from darktower.workers.main import worker_process
 
 log = logging.getLogger(__name__)
@@ -81,27 +94,96 @@ def prepare_data_dir(config: Config) -> CertificateStore | None:
     return certificates
 
 
+def lock_data_dir(data_dir: str) -> int:
+    """Holds `supervisor.lock` in the data directory for this process's life: one server per directory.
+
+    The kernel drops the lock when the process dies, however it dies, so a killed server leaves nothing to
+    clean up by hand. Returns the descriptor (close it to release).
+    """
+    path = Path(data_dir) / "supervisor.lock"
+    try:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise SupervisorError(f"cannot use the data directory {data_dir}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SupervisorError(
+            f"another darktower serve is running with the data directory {data_dir}"
+        ) from None
+    return fd
+
+
+def worker_ports(config: Config) -> list[int]:
+    """The UDP port each worker asks for: `quic_port + index`, or any free one when `quic_port` is 0."""
+    first = config.server.quic_port
+    return [first + index if first else 0 for index in range(config.server.workers)]
+
+
 def serve(config: Config, announce: Callable[[str], None]) -> None:
     """Runs the server until SIGTERM/SIGINT, passing each stdout line to `announce`.
 
-    Raises DarkTowerError when it cannot start: an unusable data directory, key or certificate, or a child
-    that fails to start (ChildFailedError). The children are stopped whatever happens.
+    Raises DarkTowerError when it cannot start: an unusable data directory, key or certificate, another
+    server on the same data directory, or a child that fails to start (ChildFailedError). The children are
+    stopped, and the heartbeat table removed, whatever happens.
     """
-    certificates = prepare_data_dir(config)
+    lock = lock_data_dir(config.server.data_dir)
+    try:
+        certificates = prepare_data_dir(config)
+        table_name = segment_name(config.server.data_dir)
+        if HeartbeatTable.unlink(table_name):
+            log.warning("removed the heartbeat table %s left by a server that was killed", table_name)
+        table = HeartbeatTable.create(
+            table_name,
+            config.server.workers,
+            supervisor_pid=os.getpid(),
+            now_ns=time.monotonic_ns(),
+            heartbeat_timeout_ns=int(config.server.heartbeat_timeout_s * 1e9),
+        )
+        notifier = SystemdNotifier.from_environment()
+        try:
+            _supervise(config, certificates, table, notifier, announce)
+        finally:
+            notifier.close()
+            table.close()
+            HeartbeatTable.unlink(table_name)
+    finally:
+        os.close(lock)
+
+
+def _supervise(
+    config: Config,
+    certificates: CertificateStore | None,
+    table: HeartbeatTable,
+    notifier: SystemdNotifier,
+    announce: Callable[[str], None],
+) -> None:
     config_data = config.to_dict()
     host = url_host(config.server.advertised_host)
-    with SignalQueue(STOP_SIGNALS) as signals:
-        supervisor = Supervisor(multiprocessing.get_context("spawn"), signals)
+    timeouts = Timeouts(drain_s=config.server.drain_timeout_s, heartbeat_s=config.server.heartbeat_timeout_s)
+    with SignalQueue(HANDLED_SIGNALS) as signals:
+        supervisor = Supervisor(
+            multiprocessing.get_context("spawn"), signals, timeouts=timeouts, table=table, notifier=notifier
+        )
         try:
-            quic_port = supervisor.start(
-                ChildSpec(
-                    name="worker-0",
-                    target=worker_process,
-                    args=lambda port: (_with_server(config_data, quic_port=port), 0),
-                    ready_key="quic_port",
-                ),
-                config.server.quic_port,
+            quic_ports = supervisor.start_all(
+                [
+                    (
+                        ChildSpec(
+                            name=f"worker-{index}",
+                            target=worker_process,
+                            args=functools.partial(_worker_args, config_data, index),
+                            ready_key="quic_port",
+                            slot=index,
+                        ),
+                        port,
+                    )
+                    for index, port in enumerate(worker_ports(config))
+                ]
             )
+            quic_port = quic_ports[0]
             http_port = supervisor.start(
                 ChildSpec(
                     name="control",
@@ -116,9 +198,21 @@ def serve(config: Config, announce: Callable[[str], None]) -> None:
             )
             announce(f"darktower: serving HTTP API on http://{host}:{http_port}")
             announce(f"darktower: serving WebTransport on https://{host}:{quic_port}")
+            if len(quic_ports) > 1:
+                log.warning(
+                    "%d workers on UDP ports %s; joins go to worker 0 until meetings are routed between "
+                    "workers",
+                    len(quic_ports),
+                    ", ".join(map(str, quic_ports)),
+                )
             announce("darktower: ready")
+            notifier.ready(f"{len(quic_ports)} workers; HTTP on port {http_port}")
             supervisor.run(None if certificates is None else lambda: rotation_check(certificates))
         except StopRequestedError:
             log.info("stopped before start-up finished")
         finally:
             supervisor.stop()
+
+
+def _worker_args(config_data: dict[str, Any], index: int, port: int) -> tuple[Any, ...]:
+    return (_with_server(config_data, quic_port=port), index)

@@ -2,15 +2,25 @@
 
 The worker validates the configuration it was handed, verifies join tokens with the public half of the
 signing key in the data directory, serves WebTransport on uvloop, reports `{"quic_port": port}` on
-`ready_conn` once listening (or `{"error": message}` and exit status 1 when it cannot start), and shuts down
-cleanly on SIGTERM or SIGINT.
+`ready_conn` once listening (or `{"error": message}` and exit status 1 when it cannot start).
+
+While it runs it writes its heartbeat and load into slot `index` of the supervisor's heartbeat table
+(`darktower.workers.heartbeat`, found by the data directory) from its event loop, so a stuck loop reads as a
+dead worker. Run without a supervisor (no table), it serves all the same.
+
+Signals: SIGTERM drains: the worker keeps serving its open sessions and exits once none is left or
+`server.drain_timeout_s` has passed, closing whatever is still open. SIGINT, also during a drain, closes
+every session at once and exits. It gets SIGINT when the supervisor dies (`exit_with_parent`). SIGHUP is
+ignored: replacing workers is the supervisor's job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -22,7 +32,15 @@ from darktower.core import logging as dt_logging
 from darktower.core.config import Config, from_mapping
 from darktower.core.errors import DarkTowerError
 from darktower.core.tokens import TokenVerifier, signing_key_path
+from darktower.supervisor.lifeline import exit_with_parent
 from darktower.workers.errors import WorkerError
+from darktower.workers.heartbeat import (
+    BEAT_INTERVAL_S,
+    HeartbeatTable,
+    NoHeartbeatTableError,
+    WorkerState,
+    segment_name,
+)
 from darktower.workers.server import WorkerServer
 
 log = logging.getLogger(__name__)
@@ -45,6 +63,7 @@ def load_verifier(config: Config) -> TokenVerifier:
 
 
 def worker_process(config_data: dict[str, Any], index: int, ready_conn: Connection) -> None:
+    exit_with_parent(signal.SIGINT)
     try:
         config = from_mapping(config_data)
     except DarkTowerError as exc:
@@ -59,16 +78,79 @@ def worker_process(config_data: dict[str, Any], index: int, ready_conn: Connecti
         raise SystemExit(1) from None
 
 
+def _attach_table(config: Config, index: int) -> HeartbeatTable | None:
+    try:
+        table = HeartbeatTable.attach(segment_name(config.server.data_dir))
+    except NoHeartbeatTableError:
+        log.info("no supervisor heartbeat table; serving without heartbeats", extra={"worker": index})
+        return None
+    if index >= table.slots:
+        table.close()
+        raise WorkerStartError(f"the heartbeat table has {table.slots} slots; worker {index} has none")
+    return table
+
+
+async def _beat(table: HeartbeatTable, index: int, server: WorkerServer) -> None:
+    """Writes the heartbeat and load every BEAT_INTERVAL_S until cancelled."""
+    while True:
+        state = server.dump()
+        table.beat(
+            index, time.monotonic_ns(), connections=state["connections"], meetings=len(state["meetings"])
+        )
+        await asyncio.sleep(BEAT_INTERVAL_S)
+
+
+async def _drain(
+    server: WorkerServer, table: HeartbeatTable | None, stop: asyncio.Event, timeout_s: float, index: int
+) -> None:
+    """Returns once no session is open, `stop` is set, or `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    if table is not None:
+        table.set_state(index, WorkerState.DRAINING)
+    log.info("draining: %d sessions open", server.dump()["sessions"], extra={"worker": index})
+    while (open_sessions := server.dump()["sessions"]) and not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            log.warning("drain deadline passed; closing %d sessions", open_sessions, extra={"worker": index})
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), min(remaining, BEAT_INTERVAL_S))
+
+
 async def _serve(config: Config, index: int, ready_conn: Connection) -> None:
+    table = _attach_table(config, index)
+    try:
+        await _run(config, index, ready_conn, table)
+    finally:
+        if table is not None:
+            table.close()
+
+
+async def _run(config: Config, index: int, ready_conn: Connection, table: HeartbeatTable | None) -> None:
     server = await WorkerServer.start(config, verifier=load_verifier(config))
-    stop = asyncio.Event()
+    drain, stop = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, drain.set)
+
+    def interrupt() -> None:
+        stop.set()
+        drain.set()
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    # A hang-up is the supervisor's to handle (it replaces workers); one sent to the whole process group
+    # must not kill this worker on the way.
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    beating = None if table is None else asyncio.create_task(_beat(table, index, server))
     ready_conn.send({"quic_port": server.port})
     log.info("worker ready", extra={"worker": index})
     try:
-        await stop.wait()
+        await drain.wait()
+        if not stop.is_set():
+            await _drain(server, table, stop, config.server.drain_timeout_s, index)
     finally:
+        if beating is not None:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
         await server.close()
         log.info("worker stopped", extra={"worker": index})

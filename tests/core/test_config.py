@@ -185,3 +185,28 @@ def test_bad_sign_in_settings_name_their_key(tmp_path: Path, toml: str, message:
     file.write_text(toml)
     with pytest.raises(ConfigError, match=message):
         load(file, environ={})
+
+
+def test_the_process_model_defaults_to_one_worker_with_a_3_s_heartbeat_and_a_30_s_drain() -> None:
+    server = load(environ={}).server
+    assert (server.workers, server.heartbeat_timeout_s, server.drain_timeout_s) == (1, 3.0, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[server]\nworkers = 257\n", r"server.workers: 257 is outside 1..256"),
+        (
+            "[server]\nquic_port = 65535\nworkers = 2\n",
+            r"server.workers: 2 workers need UDP ports 65535..65536",
+        ),
+        ("[server]\nheartbeat_timeout_s = 0.5\n", r"server.heartbeat_timeout_s: 0.5 is outside 1..600"),
+        ("[server]\nheartbeat_timeout_s = nan\n", r"server.heartbeat_timeout_s: nan is outside 1..600"),
+        ("[server]\ndrain_timeout_s = -1.0\n", r"server.drain_timeout_s: -1.0 is outside 0..3600"),
+    ],
+)
+def test_bad_process_model_settings_name_their_key(tmp_path: Path, toml: str, message: str) -> None:
+    file = tmp_path / "bad.toml"
+    file.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load(file, environ={})

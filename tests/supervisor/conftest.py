@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import pytest
 
+from darktower.workers.heartbeat import HeartbeatTable, segment_name
+
 DARKTOWER = str(Path(sys.executable).with_name("darktower"))
 START_TIMEOUT_S = 60.0
 """Two fresh interpreters (worker, control plane) on a shared 2-core machine."""
@@ -140,18 +142,21 @@ def _message_matches(line: str, pattern: str) -> bool:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
-    """Starts `darktower serve --data-dir <tmp>/data --http-port 0 --quic-port 0 [args]`; stopped at teardown."""
+    """Starts `darktower serve --data-dir <tmp>/data --http-port 0 --quic-port 0 [args]` with the keyword
+    arguments added to its environment; stopped at teardown, and the heartbeat table a killed server left
+    behind is removed."""
     started: list[ServeProcess] = []
 
-    def start(*args: str) -> ServeProcess:
+    def start(*args: str, **env: str) -> ServeProcess:
         base = ["--data-dir", str(tmp_path / "data"), "--http-port", "0", "--quic-port", "0"]
-        server = ServeProcess([*base, *args], clean_environment())
+        server = ServeProcess([*base, *args], clean_environment(**env))
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.close()
+    HeartbeatTable.unlink(segment_name(tmp_path / "data"))
 
 
 @pytest.fixture
