@@ -8,11 +8,13 @@ the process for its lifetime. The handler hears of every session's end exactly o
 closed it, the connection dropped, or the server called `ServerSession.close`.
 
 Sending never writes to the socket directly: each send marks its connection, and `TransmitBatch` writes
-every marked connection out once per received UDP datagram (or once per loop iteration for sends made
-outside a receive), so forwarding one packet to many subscribers costs one `transmit` per subscriber.
+every marked connection out once at the end of the event-loop iteration, so forwarding a burst of packets
+to many subscribers costs one `transmit` per subscriber. A received datagram (a subscriber's ACK, a
+publisher's media) is not followed by a transmit of its own connection when that connection surely has
+nothing to send yet (`darktower.workers.sendstate`). Datagrams leave through a `DatagramWriter` (UDP GSO where available).
 
 aioquic has no public view of a stream's send queue, the congestion window or pending datagrams; the few
-reads of its private state are confined to this module and marked.
+reads of its private state are confined to this module (marked) and `sendstate`.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from darktower.proto.webtransport import (
     read_varint,
     uni_stream_header,
 )
+from darktower.workers.sendstate import nothing_to_send
+from darktower.workers.udp import DatagramWriter
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +313,7 @@ class WebTransportProtocol(QuicConnectionProtocol):
         *,
         handler: SessionHandler,
         batch: TransmitBatch,
+        writer: DatagramWriter,
         ids: Iterator[int],
     ) -> None:
         super().__init__(quic, stream_handler)
@@ -317,44 +322,68 @@ class WebTransportProtocol(QuicConnectionProtocol):
         self.handler = handler
         self.batch = batch
         self.ids = ids
+        self._writer = writer
         self.transmit_pending = False
         self._deadline: float | None = None
+        """The connection's timer deadline as of the last transmit."""
+        self._wakeup: asyncio.TimerHandle | None = None
+        self._wakeup_at = 0.0
         self.on_terminated: Callable[[WebTransportProtocol], None] | None = None
         self.sessions: dict[int, ServerSession] = {}
         self._terminated = False
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
-        self._quic.receive_datagram(cast("bytes", data), addr, now=self._loop.time())
+        now = self._loop.time()
+        self._quic.receive_datagram(cast("bytes", data), addr, now=now)
         self._process_events()
-        self.batch.mark(self)
+        if self.transmit_pending:
+            return
+        if nothing_to_send(self._quic, now):
+            self._arm_timer()
+        else:
+            self.batch.mark(self)
 
     def transmit(self) -> None:
-        """aioquic's transmit, with a lazier timer: the armed timer is kept when the connection's deadline
-        moves later (it does after nearly every packet sent or acknowledged) and, when it fires early,
-        re-armed for the real deadline; cancelling and re-arming it on every transmit cost more."""
-        quic = self._quic
-        loop = self._loop
-        for data, addr in quic.datagrams_to_send(now=loop.time()):
-            self._transport.sendto(data, addr)  # type: ignore[union-attr]
-        deadline = self._deadline = quic.get_timer()
-        timer = self._timer
-        if timer is not None:
-            if deadline is not None and deadline >= self._timer_at:  # type: ignore[operator]
+        self._transmit(self._loop.time())
+
+    def _transmit(self, now: float) -> None:
+        """aioquic's transmit, writing through the listener's `DatagramWriter`, with a lazier timer: the
+        armed one is kept when the connection's deadline moves later (it does after nearly every packet
+        sent or acknowledged) and re-armed when it fires before the real deadline; cancelling and re-arming
+        it on every transmit cost more."""
+        datagrams = self._quic.datagrams_to_send(now=now)
+        if datagrams:
+            self._writer.send(datagrams)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self._deadline = self._quic.get_timer()
+        wakeup = self._wakeup
+        if wakeup is not None:
+            if deadline is not None and deadline >= self._wakeup_at:
                 return
-            timer.cancel()
-            self._timer = None
+            wakeup.cancel()
+            self._wakeup = None
         if deadline is not None:
-            self._timer = loop.call_at(deadline, self._on_timer)
-            self._timer_at = deadline
+            self._wakeup = self._loop.call_at(deadline, self._on_timer)
+            self._wakeup_at = deadline
 
     def _on_timer(self) -> None:
-        self._timer = None
+        """aioquic's timer handling, except that what follows it is sent at the deadline's time too: the
+        event loop's timers fire up to a millisecond early, and at the loop's own time a due ACK is not due
+        yet, which cost aioquic an empty transmit and a second wake-up per ACK."""
+        self._wakeup = None
         deadline = self._deadline
-        if deadline is not None and deadline > self._timer_at:  # type: ignore[operator]
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-            self._timer_at = deadline
+        if deadline is None:
             return
-        self._handle_timer()
+        if deadline > self._wakeup_at:
+            self._wakeup = self._loop.call_at(deadline, self._on_timer)
+            self._wakeup_at = deadline
+            return
+        now = max(deadline, self._loop.time())
+        self._quic.handle_timer(now=now)
+        self._process_events()
+        self._transmit(now)
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if type(event) is DatagramFrameReceived:
@@ -485,7 +514,7 @@ class WebTransportListener:
         self._handler = handler
         self._ids = itertools.count(1)
         self._server: QuicServer | None = None
-        self._transport: asyncio.BaseTransport | None = None
+        self._writer: DatagramWriter | None = None
         self.port = 0
 
     @classmethod
@@ -498,7 +527,8 @@ class WebTransportListener:
             lambda: QuicServer(configuration=configuration, create_protocol=listener._create_protocol),
             local_addr=(host, port),
         )
-        listener._server, listener._transport = server, transport
+        listener._server = server
+        listener._writer = DatagramWriter(transport)
         listener.port = transport.get_extra_info("sockname")[1]
         return listener
 
@@ -509,8 +539,9 @@ class WebTransportListener:
     def _create_protocol(
         self, quic: QuicConnection, stream_handler: QuicStreamHandler | None = None
     ) -> WebTransportProtocol:
+        assert self._writer is not None, "connections arrive only after listen() made the writer"
         protocol = WebTransportProtocol(
-            quic, stream_handler, handler=self._handler, batch=self.batch, ids=self._ids
+            quic, stream_handler, handler=self._handler, batch=self.batch, writer=self._writer, ids=self._ids
         )
         protocol.on_terminated = self.connections.discard
         self.connections.add(protocol)
@@ -524,3 +555,5 @@ class WebTransportListener:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._writer is not None:
+            self._writer.close()

@@ -1,0 +1,77 @@
+"""Reads of aioquic's private send state, which it has no public view of (aioquic 1.7.2, pinned).
+
+Every read of `QuicConnection` internals that decides whether a transmit can be skipped lives here, so an
+aioquic upgrade has one place to re-check against `QuicConnection._write_application`.
+"""
+
+# ruff: noqa: SLF001 (reading aioquic's private state is what this module is for)
+
+from __future__ import annotations
+
+from aioquic import tls
+from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from aioquic.quic.stream import QuicStream
+
+
+def nothing_to_send(quic: QuicConnection, now: float) -> bool:
+    """Whether `datagrams_to_send(now)` would surely return nothing (so a transmit would only re-arm the timer).
+
+    Most datagrams a server receives are a subscriber's ACK-only packets or a publisher's media, after which
+    aioquic's transmit usually builds an empty packet for nothing (its fixed cost is about half a full
+    packet's). That is skipped when no ACK is due yet (a later one is the timer's business) and the
+    connection holds nothing to send: no datagram or stream data (lost data returns to its stream's
+    buffer, data blocked by the congestion window stays there), no flow-control credit to raise, no stream
+    or connection control frame a loss put back (every frame aioquic retransmits sets one of the flags read
+    here), no handshake, path or close work. Mirrors `QuicConnection._write_application` of aioquic 1.7.2.
+    """
+    if quic._state is not QuicConnectionState.CONNECTED or len(quic._network_paths) != 1:
+        return False
+    path = quic._network_paths[0]
+    max_data, max_bidi, max_uni = (
+        quic._local_max_data,
+        quic._local_max_streams_bidi,
+        quic._local_max_streams_uni,
+    )
+    ack_at = quic._spaces[tls.Epoch.ONE_RTT].ack_at
+    return (
+        quic._handshake_confirmed
+        and path.is_validated
+        and not (
+            quic._close_pending
+            or (ack_at is not None and ack_at <= now)
+            or quic._datagrams_pending
+            or quic._pacing_at is not None
+            or quic._probe_pending
+            or quic._ping_pending
+            or quic._handshake_done_pending
+            or quic._retire_connection_ids
+            or quic._streams_blocked_pending
+            or path.remote_challenges
+        )
+        and max_data.sent == max_data.value
+        and max_data.used * 2 <= max_data.value
+        and max_bidi.sent == max_bidi.value
+        and max_uni.sent == max_uni.value
+        and all(connection_id.was_sent for connection_id in quic._host_cids)
+        and quic._crypto_streams[tls.Epoch.ONE_RTT].sender.buffer_is_empty
+        and _streams_idle(quic._streams_queue)
+    )
+
+
+def _streams_idle(streams: list[QuicStream]) -> bool:
+    """No stream has data, a FIN, a reset, a STOP_SENDING or a MAX_STREAM_DATA to send, or waits to be
+    discarded."""
+    for stream in streams:
+        sender = stream.sender
+        receiver = stream.receiver
+        window = stream.max_stream_data_local
+        if (
+            not sender.buffer_is_empty
+            or sender.reset_pending
+            or receiver.stop_pending
+            or stream.max_stream_data_local_sent != window
+            or (window and receiver.highest_offset * 2 > window)
+            or (sender.is_finished and receiver.is_finished)
+        ):
+            return False
+    return True
