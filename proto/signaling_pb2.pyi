@@ -28,6 +28,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_ALREADY_JOINED: _ClassVar[ErrorCode]
     ERROR_CODE_REPLACED: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
+    ERROR_CODE_UNKNOWN_PARTICIPANT: _ClassVar[ErrorCode]
 TRACK_KIND_UNSPECIFIED: TrackKind
 TRACK_KIND_AUDIO: TrackKind
 TRACK_KIND_VIDEO: TrackKind
@@ -44,9 +45,10 @@ ERROR_CODE_BAD_FRAME: ErrorCode
 ERROR_CODE_ALREADY_JOINED: ErrorCode
 ERROR_CODE_REPLACED: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
+ERROR_CODE_UNKNOWN_PARTICIPANT: ErrorCode
 
 class ClientMessage(_message.Message):
-    __slots__ = ("request_id", "join", "publish", "unpublish", "subscribe", "unsubscribe", "ping", "leave", "request_keyframe")
+    __slots__ = ("request_id", "join", "publish", "unpublish", "subscribe", "unsubscribe", "ping", "leave", "request_keyframe", "key_message")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     JOIN_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +58,7 @@ class ClientMessage(_message.Message):
     PING_FIELD_NUMBER: _ClassVar[int]
     LEAVE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_KEYFRAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     join: Join
     publish: PublishTrack
@@ -65,10 +68,11 @@ class ClientMessage(_message.Message):
     ping: Ping
     leave: Leave
     request_keyframe: RequestKeyframe
-    def __init__(self, request_id: _Optional[int] = ..., join: _Optional[_Union[Join, _Mapping]] = ..., publish: _Optional[_Union[PublishTrack, _Mapping]] = ..., unpublish: _Optional[_Union[UnpublishTrack, _Mapping]] = ..., subscribe: _Optional[_Union[Subscribe, _Mapping]] = ..., unsubscribe: _Optional[_Union[Unsubscribe, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., request_keyframe: _Optional[_Union[RequestKeyframe, _Mapping]] = ...) -> None: ...
+    key_message: KeyMessage
+    def __init__(self, request_id: _Optional[int] = ..., join: _Optional[_Union[Join, _Mapping]] = ..., publish: _Optional[_Union[PublishTrack, _Mapping]] = ..., unpublish: _Optional[_Union[UnpublishTrack, _Mapping]] = ..., subscribe: _Optional[_Union[Subscribe, _Mapping]] = ..., unsubscribe: _Optional[_Union[Unsubscribe, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., request_keyframe: _Optional[_Union[RequestKeyframe, _Mapping]] = ..., key_message: _Optional[_Union[KeyMessage, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("request_id", "join_response", "publish_response", "ack", "pong", "error", "participant_joined", "participant_left", "track_published", "track_unpublished", "keyframe_request", "notice")
+    __slots__ = ("request_id", "join_response", "publish_response", "ack", "pong", "error", "participant_joined", "participant_left", "track_published", "track_unpublished", "keyframe_request", "notice", "key_message_received")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     JOIN_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +85,7 @@ class ServerMessage(_message.Message):
     TRACK_UNPUBLISHED_FIELD_NUMBER: _ClassVar[int]
     KEYFRAME_REQUEST_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
+    KEY_MESSAGE_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     join_response: JoinResponse
     publish_response: PublishResponse
@@ -93,13 +98,16 @@ class ServerMessage(_message.Message):
     track_unpublished: TrackUnpublished
     keyframe_request: KeyframeRequest
     notice: Notice
-    def __init__(self, request_id: _Optional[int] = ..., join_response: _Optional[_Union[JoinResponse, _Mapping]] = ..., publish_response: _Optional[_Union[PublishResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., participant_joined: _Optional[_Union[ParticipantJoined, _Mapping]] = ..., participant_left: _Optional[_Union[ParticipantLeft, _Mapping]] = ..., track_published: _Optional[_Union[TrackPublished, _Mapping]] = ..., track_unpublished: _Optional[_Union[TrackUnpublished, _Mapping]] = ..., keyframe_request: _Optional[_Union[KeyframeRequest, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ...) -> None: ...
+    key_message_received: KeyMessageReceived
+    def __init__(self, request_id: _Optional[int] = ..., join_response: _Optional[_Union[JoinResponse, _Mapping]] = ..., publish_response: _Optional[_Union[PublishResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., participant_joined: _Optional[_Union[ParticipantJoined, _Mapping]] = ..., participant_left: _Optional[_Union[ParticipantLeft, _Mapping]] = ..., track_published: _Optional[_Union[TrackPublished, _Mapping]] = ..., track_unpublished: _Optional[_Union[TrackUnpublished, _Mapping]] = ..., keyframe_request: _Optional[_Union[KeyframeRequest, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ..., key_message_received: _Optional[_Union[KeyMessageReceived, _Mapping]] = ...) -> None: ...
 
 class Join(_message.Message):
-    __slots__ = ("token",)
+    __slots__ = ("token", "e2ee")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    E2EE_FIELD_NUMBER: _ClassVar[int]
     token: str
-    def __init__(self, token: _Optional[str] = ...) -> None: ...
+    e2ee: bool
+    def __init__(self, token: _Optional[str] = ..., e2ee: _Optional[bool] = ...) -> None: ...
 
 class PublishTrack(_message.Message):
     __slots__ = ("kind", "codec", "label")
@@ -145,17 +153,27 @@ class Leave(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class KeyMessage(_message.Message):
+    __slots__ = ("to_participant_ids", "payload")
+    TO_PARTICIPANT_IDS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    to_participant_ids: _containers.RepeatedScalarFieldContainer[str]
+    payload: bytes
+    def __init__(self, to_participant_ids: _Optional[_Iterable[str]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
 class Participant(_message.Message):
-    __slots__ = ("participant_id", "display_name", "can_publish", "can_subscribe")
+    __slots__ = ("participant_id", "display_name", "can_publish", "can_subscribe", "e2ee")
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     CAN_PUBLISH_FIELD_NUMBER: _ClassVar[int]
     CAN_SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    E2EE_FIELD_NUMBER: _ClassVar[int]
     participant_id: str
     display_name: str
     can_publish: bool
     can_subscribe: bool
-    def __init__(self, participant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., can_publish: _Optional[bool] = ..., can_subscribe: _Optional[bool] = ...) -> None: ...
+    e2ee: bool
+    def __init__(self, participant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., can_publish: _Optional[bool] = ..., can_subscribe: _Optional[bool] = ..., e2ee: _Optional[bool] = ...) -> None: ...
 
 class Track(_message.Message):
     __slots__ = ("track_id", "participant_id", "kind", "codec", "label")
@@ -254,6 +272,14 @@ class KeyframeRequest(_message.Message):
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     track_id: int
     def __init__(self, track_id: _Optional[int] = ...) -> None: ...
+
+class KeyMessageReceived(_message.Message):
+    __slots__ = ("from_participant_id", "payload")
+    FROM_PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    from_participant_id: str
+    payload: bytes
+    def __init__(self, from_participant_id: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class Notice(_message.Message):
     __slots__ = ("kind", "message", "reconnect_url")

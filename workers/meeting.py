@@ -10,6 +10,7 @@ Rules kept here:
 - Video is forwarded only from the start of a group (its keyframe), so a subscriber always starts at one: a
   new subscriber, or one whose group the adapter dropped for lagging, waits for the next group, and the
   publisher is asked for a keyframe (at most once per `KEYFRAME_REQUEST_INTERVAL_US` per track).
+- Key messages (end-to-end encryption) are relayed opaque, to named members of the same meeting only.
 - Subscriber lists are kept as tuples rebuilt when subscriptions change, so forwarding a frame is one
   action carrying the frame's bytes and that tuple, whatever the number of subscribers.
 """
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 KEYFRAME_REQUEST_INTERVAL_US: Final = 1_000_000
 """Least time between two keyframe requests sent to a track's publisher."""
+MAX_NAMED_UNKNOWN: Final = 3
+MAX_NAMED_CHARS: Final = 64
+"""An error about unknown key message recipients names this many, each cut to this length."""
 
 
 class Member:
@@ -48,7 +52,7 @@ class Member:
         "subscriptions",
     )
 
-    def __init__(self, session: int, grant: JoinGrant) -> None:
+    def __init__(self, session: int, grant: JoinGrant, *, e2ee: bool = False) -> None:
         self.session = session
         self.participant_id = grant.participant_id
         self.can_publish = grant.can_publish
@@ -58,6 +62,7 @@ class Member:
             display_name=grant.display_name,
             can_publish=grant.can_publish,
             can_subscribe=grant.can_subscribe,
+            e2ee=e2ee,
         )
         self.published: dict[int, Track] = {}
         self.subscriptions: dict[int, Track] = {}
@@ -199,8 +204,11 @@ class Meeting:
 
     # --- roster --------------------------------------------------------------------------------------
 
-    def join(self, session: int, request_id: int, grant: JoinGrant) -> tuple[Member, list[Action]]:
-        """Admits the verified participant: `JoinResponse` to it, `ParticipantJoined` to the others."""
+    def join(
+        self, session: int, request_id: int, grant: JoinGrant, *, e2ee: bool = False
+    ) -> tuple[Member, list[Action]]:
+        """Admits the verified participant: `JoinResponse` to it, `ParticipantJoined` to the others.
+        `e2ee` is what its Join announced, passed on to the others as is."""
         previous = self.members.get(grant.participant_id)
         if previous is None and len(self.members) >= self._limits.max_participants_per_meeting:
             raise RequestRefusedError(
@@ -215,7 +223,7 @@ class Meeting:
             )
             actions += self._remove(previous)
             log.info("session replaced by a new one", extra=self._log_extra(previous))
-        member = Member(session, grant)
+        member = Member(session, grant, e2ee=e2ee)
         response = pb.JoinResponse(
             participant_id=member.participant_id,
             meeting_id=self.meeting_id,
@@ -358,6 +366,42 @@ class Meeting:
         track.drop_receiver(member.session)
         request = track.request_keyframe(now_us)
         return [request] if request is not None else []
+
+    # --- end-to-end key messages ----------------------------------------------------------------------
+
+    def relay_key_message(
+        self, member: Member, request_id: int, to_participant_ids: list[str], payload: bytes
+    ) -> list[Action]:
+        """Relays the opaque payload to the named members (everyone else when none are named): `Ack`, or
+        `Error{UNKNOWN_PARTICIPANT}` when some named are not other members (the rest still get it)."""
+        if to_participant_ids:
+            recipients: list[int] = []
+            unknown: list[str] = []
+            for participant_id in dict.fromkeys(to_participant_ids):
+                recipient = self.members.get(participant_id)
+                if recipient is None or recipient is member:
+                    unknown.append(participant_id)
+                else:
+                    recipients.append(recipient.session)
+        else:
+            recipients, unknown = self._others(member), []
+        received = pb.KeyMessageReceived(from_participant_id=member.participant_id, payload=payload)
+        actions = messages.broadcast(recipients, pb.ServerMessage(key_message_received=received))
+        if not unknown:
+            actions.append(_ack(member, request_id))
+            return actions
+        named = ", ".join(repr(p[:MAX_NAMED_CHARS]) for p in unknown[:MAX_NAMED_UNKNOWN])
+        more = f" and {len(unknown) - MAX_NAMED_UNKNOWN} more" if len(unknown) > MAX_NAMED_UNKNOWN else ""
+        actions.append(
+            messages.error(
+                member.session,
+                request_id,
+                pb.ERROR_CODE_UNKNOWN_PARTICIPANT,
+                f"not another participant of this meeting: {named}{more}",
+                fatal=False,
+            )
+        )
+        return actions
 
     def dump(self) -> dict[str, Any]:
         return {"participants": list(self.members), "tracks": len(self.tracks)}

@@ -11,6 +11,9 @@ Sans-I/O, driven by `WorkerCore`. The contract with the client (docs/ARCHITECTUR
   resynchronised after it.
 - A fatal error is sent, then `CloseSession`; the member leaves the meeting at once, and all later input
   of the session is ignored.
+- `KeyMessage` payloads are relayed unread; a session may send `2 * max_participants_per_meeting` of them
+  at once (enough to rekey everyone), refilled at `max_participants_per_meeting` per second; one more
+  counts as malformed input.
 - Media of a session that has not joined is ignored; a frame must belong to a track the session publishes,
   of the transport's kind (audio in datagrams, video on streams), and a video stream must start with the
   keyframe (`object_seq` 0) of its group and hold only that group's frames.
@@ -47,6 +50,30 @@ _TOKEN_ERRORS: Final[dict[TokenProblem, pb.ErrorCode]] = {
 _TRACK_KINDS: Final = frozenset({pb.TRACK_KIND_AUDIO, pb.TRACK_KIND_VIDEO})
 
 
+class _KeyMessageBudget:
+    """A token bucket over a session's key messages: `burst` at once, `per_second` sustained."""
+
+    __slots__ = ("_burst", "_per_second", "_tokens", "_updated_us")
+
+    def __init__(self, burst: int, per_second: int) -> None:
+        self._burst = burst
+        self._per_second = per_second
+        self._tokens = float(burst)
+        self._updated_us: int | None = None
+
+    def take(self, now_us: int) -> bool:
+        """Spends one message if the budget allows it (a clock that stepped back refills nothing)."""
+        if self._updated_us is not None and now_us > self._updated_us:
+            refill = (now_us - self._updated_us) * self._per_second / 1_000_000
+            self._tokens = min(float(self._burst), self._tokens + refill)
+        if self._updated_us is None or now_us > self._updated_us:
+            self._updated_us = now_us
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 class _Inbound:
     """A publisher's unidirectional stream: one video group, parsed as it arrives."""
 
@@ -63,6 +90,7 @@ class _Inbound:
 class Session:
     __slots__ = (
         "_inbound",
+        "_key_budget",
         "_limits",
         "_malformed",
         "_max_payload",
@@ -95,6 +123,8 @@ class Session:
         self._max_payload = limits.max_frame_payload_bytes
         self._malformed = 0
         self._inbound: dict[int, _Inbound] = {}
+        participants = limits.max_participants_per_meeting
+        self._key_budget = _KeyMessageBudget(2 * participants, participants)
         self.meeting: Meeting | None = None
         self.member: Member | None = None
         self.closed = False
@@ -142,7 +172,7 @@ class Session:
             return self._request(meeting, member, message, now_us)
         if kind != "join":
             return self._fatal(request_id, pb.ERROR_CODE_UNAUTHENTICATED, "the first message must be Join")
-        return self._join(request_id, message.join.token, now_us)
+        return self._join(request_id, message.join, now_us)
 
     def _request(
         self, meeting: Meeting, member: Member, message: pb.ClientMessage, now_us: int
@@ -173,6 +203,8 @@ class Session:
                     actions = [
                         messages.send(self.session, pb.ServerMessage(request_id=request_id, pong=pong))
                     ]
+                case "key_message":
+                    actions = self._key_message(meeting, member, request_id, message.key_message, now_us)
                 case _:  # "leave", the one body left
                     actions = self._leave(meeting, member, request_id)
         except RequestRefusedError as exc:
@@ -192,6 +224,15 @@ class Session:
             )
         return meeting.publish(member, request_id, publish.kind, publish.codec, publish.label)
 
+    def _key_message(
+        self, meeting: Meeting, member: Member, request_id: int, key_message: pb.KeyMessage, now_us: int
+    ) -> list[Action]:
+        if not self._key_budget.take(now_us):
+            return self._malformed_input(request_id, pb.ERROR_CODE_MALFORMED, "too many key messages")
+        return meeting.relay_key_message(
+            member, request_id, list(key_message.to_participant_ids), key_message.payload
+        )
+
     def _leave(self, meeting: Meeting, member: Member, request_id: int) -> list[Action]:
         self.closed = True
         self._inbound.clear()
@@ -202,14 +243,14 @@ class Session:
             CloseSession(self.session, 0, "left the meeting"),
         ]
 
-    def _join(self, request_id: int, token: str, now_us: int) -> list[Action]:
+    def _join(self, request_id: int, join: pb.Join, now_us: int) -> list[Action]:
         try:
-            grant = self._verifier.verify(token, meeting_id=self.meeting_id, now=now_us / 1_000_000)
+            grant = self._verifier.verify(join.token, meeting_id=self.meeting_id, now=now_us / 1_000_000)
         except TokenError as exc:
             return self._fatal(request_id, _TOKEN_ERRORS[exc.problem], str(exc))
         meeting = self._meeting_for(self.meeting_id)
         try:
-            member, actions = meeting.join(self.session, request_id, grant)
+            member, actions = meeting.join(self.session, request_id, grant, e2ee=join.e2ee)
         except RequestRefusedError as exc:
             return self._refused(request_id, exc)
         self.meeting, self.member = meeting, member

@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file signaling.proto.
  */
 export const file_signaling: GenFile = /*@__PURE__*/
-  fileDesc("Cg9zaWduYWxpbmcucHJvdG8SFmRhcmt0b3dlci5zaWduYWxpbmcudjEi5gMKDUNsaWVudE1lc3NhZ2USEgoKcmVxdWVzdF9pZBgBIAEoDRIsCgRqb2luGAogASgLMhwuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5Kb2luSAASNwoHcHVibGlzaBgLIAEoCzIkLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUHVibGlzaFRyYWNrSAASOwoJdW5wdWJsaXNoGAwgASgLMiYuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5VbnB1Ymxpc2hUcmFja0gAEjYKCXN1YnNjcmliZRgNIAEoCzIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuU3Vic2NyaWJlSAASOgoLdW5zdWJzY3JpYmUYDiABKAsyIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlVuc3Vic2NyaWJlSAASLAoEcGluZxgPIAEoCzIcLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUGluZ0gAEi4KBWxlYXZlGBAgASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5MZWF2ZUgAEkMKEHJlcXVlc3Rfa2V5ZnJhbWUYESABKAsyJy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlJlcXVlc3RLZXlmcmFtZUgAQgYKBGJvZHkiyAUKDVNlcnZlck1lc3NhZ2USEgoKcmVxdWVzdF9pZBgBIAEoDRI9Cg1qb2luX3Jlc3BvbnNlGAogASgLMiQuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5Kb2luUmVzcG9uc2VIABJDChBwdWJsaXNoX3Jlc3BvbnNlGAsgASgLMicuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QdWJsaXNoUmVzcG9uc2VIABIqCgNhY2sYDCABKAsyGy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLkFja0gAEiwKBHBvbmcYDSABKAsyHC5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlBvbmdIABIuCgVlcnJvchgOIAEoCzIdLmRhcmt0b3dlci5zaWduYWxpbmcudjEuRXJyb3JIABJHChJwYXJ0aWNpcGFudF9qb2luZWQYFCABKAsyKS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlBhcnRpY2lwYW50Sm9pbmVkSAASQwoQcGFydGljaXBhbnRfbGVmdBgVIAEoCzInLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUGFydGljaXBhbnRMZWZ0SAASQQoPdHJhY2tfcHVibGlzaGVkGBYgASgLMiYuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5UcmFja1B1Ymxpc2hlZEgAEkUKEXRyYWNrX3VucHVibGlzaGVkGBcgASgLMiguZGFya3Rvd2VyLnNpZ25hbGluZy52MS5UcmFja1VucHVibGlzaGVkSAASQwoQa2V5ZnJhbWVfcmVxdWVzdBgYIAEoCzInLmRhcmt0b3dlci5zaWduYWxpbmcudjEuS2V5ZnJhbWVSZXF1ZXN0SAASMAoGbm90aWNlGBkgASgLMh4uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5Ob3RpY2VIAEIGCgRib2R5IhUKBEpvaW4SDQoFdG9rZW4YASABKAkiXQoMUHVibGlzaFRyYWNrEi8KBGtpbmQYASABKA4yIS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrS2luZBINCgVjb2RlYxgCIAEoCRINCgVsYWJlbBgDIAEoCSIiCg5VbnB1Ymxpc2hUcmFjaxIQCgh0cmFja19pZBgBIAEoDSIdCglTdWJzY3JpYmUSEAoIdHJhY2tfaWQYASABKA0iHwoLVW5zdWJzY3JpYmUSEAoIdHJhY2tfaWQYASABKA0iIwoPUmVxdWVzdEtleWZyYW1lEhAKCHRyYWNrX2lkGAEgASgNIh4KBFBpbmcSFgoOY2xpZW50X3RpbWVfdXMYASABKAQiBwoFTGVhdmUiZwoLUGFydGljaXBhbnQSFgoOcGFydGljaXBhbnRfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhMKC2Nhbl9wdWJsaXNoGAMgASgIEhUKDWNhbl9zdWJzY3JpYmUYBCABKAgigAEKBVRyYWNrEhAKCHRyYWNrX2lkGAEgASgNEhYKDnBhcnRpY2lwYW50X2lkGAIgASgJEi8KBGtpbmQYAyABKA4yIS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrS2luZBINCgVjb2RlYxgEIAEoCRINCgVsYWJlbBgFIAEoCSK/AQoMSm9pblJlc3BvbnNlEhYKDnBhcnRpY2lwYW50X2lkGAEgASgJEhIKCm1lZXRpbmdfaWQYAiABKAkSMwoGcm9zdGVyGAMgAygLMiMuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudBItCgZ0cmFja3MYBCADKAsyHS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrEh8KF21heF9mcmFtZV9wYXlsb2FkX2J5dGVzGAUgASgNIj8KD1B1Ymxpc2hSZXNwb25zZRIsCgV0cmFjaxgBIAEoCzIdLmRhcmt0b3dlci5zaWduYWxpbmcudjEuVHJhY2siBQoDQWNrIjYKBFBvbmcSFgoOY2xpZW50X3RpbWVfdXMYASABKAQSFgoOc2VydmVyX3RpbWVfdXMYAiABKAQiWAoFRXJyb3ISLwoEY29kZRgBIAEoDjIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkSDQoFZmF0YWwYAyABKAgiTQoRUGFydGljaXBhbnRKb2luZWQSOAoLcGFydGljaXBhbnQYASABKAsyIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlBhcnRpY2lwYW50IskBCg9QYXJ0aWNpcGFudExlZnQSFgoOcGFydGljaXBhbnRfaWQYASABKAkSPgoGcmVhc29uGAIgASgOMi4uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudExlZnQuUmVhc29uIl4KBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABIPCgtSRUFTT05fTEVGVBABEhcKE1JFQVNPTl9ESVNDT05ORUNURUQQAhISCg5SRUFTT05fUkVNT1ZFRBADIj4KDlRyYWNrUHVibGlzaGVkEiwKBXRyYWNrGAEgASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5UcmFjayIkChBUcmFja1VucHVibGlzaGVkEhAKCHRyYWNrX2lkGAEgASgNIiMKD0tleWZyYW1lUmVxdWVzdBIQCgh0cmFja19pZBgBIAEoDSKoAQoGTm90aWNlEjEKBGtpbmQYASABKA4yIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLk5vdGljZS5LaW5kEg8KB21lc3NhZ2UYAiABKAkSFQoNcmVjb25uZWN0X3VybBgDIAEoCSJDCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIRCg1LSU5EX0RSQUlOSU5HEAESEgoOS0lORF9SRUNPTk5FQ1QQAipTCglUcmFja0tpbmQSGgoWVFJBQ0tfS0lORF9VTlNQRUNJRklFRBAAEhQKEFRSQUNLX0tJTkRfQVVESU8QARIUChBUUkFDS19LSU5EX1ZJREVPEAIq+wIKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASGAoURVJST1JfQ09ERV9NQUxGT1JNRUQQARIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBACEhwKGEVSUk9SX0NPREVfVE9LRU5fRVhQSVJFRBADEhwKGEVSUk9SX0NPREVfVE9LRU5fSU5WQUxJRBAEEhwKGEVSUk9SX0NPREVfV1JPTkdfTUVFVElORxAFEhgKFEVSUk9SX0NPREVfRk9SQklEREVOEAYSHAoYRVJST1JfQ09ERV9VTktOT1dOX1RSQUNLEAcSGwoXRVJST1JfQ09ERV9NRUVUSU5HX0ZVTEwQCBIYChRFUlJPUl9DT0RFX0JBRF9GUkFNRRAJEh0KGUVSUk9SX0NPREVfQUxSRUFEWV9KT0lORUQQChIXChNFUlJPUl9DT0RFX1JFUExBQ0VEEAsSFwoTRVJST1JfQ09ERV9JTlRFUk5BTBAMYgZwcm90bzM");
+  fileDesc("Cg9zaWduYWxpbmcucHJvdG8SFmRhcmt0b3dlci5zaWduYWxpbmcudjEioQQKDUNsaWVudE1lc3NhZ2USEgoKcmVxdWVzdF9pZBgBIAEoDRIsCgRqb2luGAogASgLMhwuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5Kb2luSAASNwoHcHVibGlzaBgLIAEoCzIkLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUHVibGlzaFRyYWNrSAASOwoJdW5wdWJsaXNoGAwgASgLMiYuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5VbnB1Ymxpc2hUcmFja0gAEjYKCXN1YnNjcmliZRgNIAEoCzIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuU3Vic2NyaWJlSAASOgoLdW5zdWJzY3JpYmUYDiABKAsyIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlVuc3Vic2NyaWJlSAASLAoEcGluZxgPIAEoCzIcLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUGluZ0gAEi4KBWxlYXZlGBAgASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5MZWF2ZUgAEkMKEHJlcXVlc3Rfa2V5ZnJhbWUYESABKAsyJy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlJlcXVlc3RLZXlmcmFtZUgAEjkKC2tleV9tZXNzYWdlGBIgASgLMiIuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5LZXlNZXNzYWdlSABCBgoEYm9keSKUBgoNU2VydmVyTWVzc2FnZRISCgpyZXF1ZXN0X2lkGAEgASgNEj0KDWpvaW5fcmVzcG9uc2UYCiABKAsyJC5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLkpvaW5SZXNwb25zZUgAEkMKEHB1Ymxpc2hfcmVzcG9uc2UYCyABKAsyJy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlB1Ymxpc2hSZXNwb25zZUgAEioKA2FjaxgMIAEoCzIbLmRhcmt0b3dlci5zaWduYWxpbmcudjEuQWNrSAASLAoEcG9uZxgNIAEoCzIcLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUG9uZ0gAEi4KBWVycm9yGA4gASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5FcnJvckgAEkcKEnBhcnRpY2lwYW50X2pvaW5lZBgUIAEoCzIpLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUGFydGljaXBhbnRKb2luZWRIABJDChBwYXJ0aWNpcGFudF9sZWZ0GBUgASgLMicuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudExlZnRIABJBCg90cmFja19wdWJsaXNoZWQYFiABKAsyJi5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrUHVibGlzaGVkSAASRQoRdHJhY2tfdW5wdWJsaXNoZWQYFyABKAsyKC5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrVW5wdWJsaXNoZWRIABJDChBrZXlmcmFtZV9yZXF1ZXN0GBggASgLMicuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5LZXlmcmFtZVJlcXVlc3RIABIwCgZub3RpY2UYGSABKAsyHi5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLk5vdGljZUgAEkoKFGtleV9tZXNzYWdlX3JlY2VpdmVkGBogASgLMiouZGFya3Rvd2VyLnNpZ25hbGluZy52MS5LZXlNZXNzYWdlUmVjZWl2ZWRIAEIGCgRib2R5IiMKBEpvaW4SDQoFdG9rZW4YASABKAkSDAoEZTJlZRgCIAEoCCJdCgxQdWJsaXNoVHJhY2sSLwoEa2luZBgBIAEoDjIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuVHJhY2tLaW5kEg0KBWNvZGVjGAIgASgJEg0KBWxhYmVsGAMgASgJIiIKDlVucHVibGlzaFRyYWNrEhAKCHRyYWNrX2lkGAEgASgNIh0KCVN1YnNjcmliZRIQCgh0cmFja19pZBgBIAEoDSIfCgtVbnN1YnNjcmliZRIQCgh0cmFja19pZBgBIAEoDSIjCg9SZXF1ZXN0S2V5ZnJhbWUSEAoIdHJhY2tfaWQYASABKA0iHgoEUGluZxIWCg5jbGllbnRfdGltZV91cxgBIAEoBCIHCgVMZWF2ZSI5CgpLZXlNZXNzYWdlEhoKEnRvX3BhcnRpY2lwYW50X2lkcxgBIAMoCRIPCgdwYXlsb2FkGAIgASgMInUKC1BhcnRpY2lwYW50EhYKDnBhcnRpY2lwYW50X2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRITCgtjYW5fcHVibGlzaBgDIAEoCBIVCg1jYW5fc3Vic2NyaWJlGAQgASgIEgwKBGUyZWUYBSABKAgigAEKBVRyYWNrEhAKCHRyYWNrX2lkGAEgASgNEhYKDnBhcnRpY2lwYW50X2lkGAIgASgJEi8KBGtpbmQYAyABKA4yIS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrS2luZBINCgVjb2RlYxgEIAEoCRINCgVsYWJlbBgFIAEoCSK/AQoMSm9pblJlc3BvbnNlEhYKDnBhcnRpY2lwYW50X2lkGAEgASgJEhIKCm1lZXRpbmdfaWQYAiABKAkSMwoGcm9zdGVyGAMgAygLMiMuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudBItCgZ0cmFja3MYBCADKAsyHS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrEh8KF21heF9mcmFtZV9wYXlsb2FkX2J5dGVzGAUgASgNIj8KD1B1Ymxpc2hSZXNwb25zZRIsCgV0cmFjaxgBIAEoCzIdLmRhcmt0b3dlci5zaWduYWxpbmcudjEuVHJhY2siBQoDQWNrIjYKBFBvbmcSFgoOY2xpZW50X3RpbWVfdXMYASABKAQSFgoOc2VydmVyX3RpbWVfdXMYAiABKAQiWAoFRXJyb3ISLwoEY29kZRgBIAEoDjIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkSDQoFZmF0YWwYAyABKAgiTQoRUGFydGljaXBhbnRKb2luZWQSOAoLcGFydGljaXBhbnQYASABKAsyIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlBhcnRpY2lwYW50IskBCg9QYXJ0aWNpcGFudExlZnQSFgoOcGFydGljaXBhbnRfaWQYASABKAkSPgoGcmVhc29uGAIgASgOMi4uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudExlZnQuUmVhc29uIl4KBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABIPCgtSRUFTT05fTEVGVBABEhcKE1JFQVNPTl9ESVNDT05ORUNURUQQAhISCg5SRUFTT05fUkVNT1ZFRBADIj4KDlRyYWNrUHVibGlzaGVkEiwKBXRyYWNrGAEgASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5UcmFjayIkChBUcmFja1VucHVibGlzaGVkEhAKCHRyYWNrX2lkGAEgASgNIiMKD0tleWZyYW1lUmVxdWVzdBIQCgh0cmFja19pZBgBIAEoDSJCChJLZXlNZXNzYWdlUmVjZWl2ZWQSGwoTZnJvbV9wYXJ0aWNpcGFudF9pZBgBIAEoCRIPCgdwYXlsb2FkGAIgASgMIqgBCgZOb3RpY2USMQoEa2luZBgBIAEoDjIjLmRhcmt0b3dlci5zaWduYWxpbmcudjEuTm90aWNlLktpbmQSDwoHbWVzc2FnZRgCIAEoCRIVCg1yZWNvbm5lY3RfdXJsGAMgASgJIkMKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhEKDUtJTkRfRFJBSU5JTkcQARISCg5LSU5EX1JFQ09OTkVDVBACKlMKCVRyYWNrS2luZBIaChZUUkFDS19LSU5EX1VOU1BFQ0lGSUVEEAASFAoQVFJBQ0tfS0lORF9BVURJTxABEhQKEFRSQUNLX0tJTkRfVklERU8QAiqfAwoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIYChRFUlJPUl9DT0RFX01BTEZPUk1FRBABEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEAISHAoYRVJST1JfQ09ERV9UT0tFTl9FWFBJUkVEEAMSHAoYRVJST1JfQ09ERV9UT0tFTl9JTlZBTElEEAQSHAoYRVJST1JfQ09ERV9XUk9OR19NRUVUSU5HEAUSGAoURVJST1JfQ09ERV9GT1JCSURERU4QBhIcChhFUlJPUl9DT0RFX1VOS05PV05fVFJBQ0sQBxIbChdFUlJPUl9DT0RFX01FRVRJTkdfRlVMTBAIEhgKFEVSUk9SX0NPREVfQkFEX0ZSQU1FEAkSHQoZRVJST1JfQ09ERV9BTFJFQURZX0pPSU5FRBAKEhcKE0VSUk9SX0NPREVfUkVQTEFDRUQQCxIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEAwSIgoeRVJST1JfQ09ERV9VTktOT1dOX1BBUlRJQ0lQQU5UEA1iBnByb3RvMw");
 
 /**
  * @generated from message darktower.signaling.v1.ClientMessage
@@ -84,6 +84,12 @@ export type ClientMessage = Message<"darktower.signaling.v1.ClientMessage"> & {
      */
     value: RequestKeyframe;
     case: "requestKeyframe";
+  } | {
+    /**
+     * @generated from field: darktower.signaling.v1.KeyMessage key_message = 18;
+     */
+    value: KeyMessage;
+    case: "keyMessage";
   } | { case: undefined; value?: undefined };
 };
 
@@ -174,6 +180,12 @@ export type ServerMessage = Message<"darktower.signaling.v1.ServerMessage"> & {
      */
     value: Notice;
     case: "notice";
+  } | {
+    /**
+     * @generated from field: darktower.signaling.v1.KeyMessageReceived key_message_received = 26;
+     */
+    value: KeyMessageReceived;
+    case: "keyMessageReceived";
   } | { case: undefined; value?: undefined };
 };
 
@@ -195,6 +207,13 @@ export type Join = Message<"darktower.signaling.v1.Join"> & {
    * @generated from field: string token = 1;
    */
   token: string;
+
+  /**
+   * The participant encrypts its media end to end (SFrame); shown to the others in its Participant.
+   *
+   * @generated from field: bool e2ee = 2;
+   */
+  e2ee: boolean;
 };
 
 /**
@@ -341,6 +360,35 @@ export const LeaveSchema: GenMessage<Leave> = /*@__PURE__*/
   messageDesc(file_signaling, 9);
 
 /**
+ * An end-to-end key message (identity keys, wrapped media keys) for other participants of the meeting.
+ * The server relays `payload` without reading it, as KeyMessageReceived, and answers Ack; if a named
+ * participant is not (or no longer) in the meeting, the others still get it and the reply is
+ * Error{UNKNOWN_PARTICIPANT}. Sending too many counts as malformed input.
+ *
+ * @generated from message darktower.signaling.v1.KeyMessage
+ */
+export type KeyMessage = Message<"darktower.signaling.v1.KeyMessage"> & {
+  /**
+   * Who gets it; empty means everyone else in the meeting.
+   *
+   * @generated from field: repeated string to_participant_ids = 1;
+   */
+  toParticipantIds: string[];
+
+  /**
+   * @generated from field: bytes payload = 2;
+   */
+  payload: Uint8Array;
+};
+
+/**
+ * Describes the message darktower.signaling.v1.KeyMessage.
+ * Use `create(KeyMessageSchema)` to create a new message.
+ */
+export const KeyMessageSchema: GenMessage<KeyMessage> = /*@__PURE__*/
+  messageDesc(file_signaling, 10);
+
+/**
  * @generated from message darktower.signaling.v1.Participant
  */
 export type Participant = Message<"darktower.signaling.v1.Participant"> & {
@@ -363,6 +411,13 @@ export type Participant = Message<"darktower.signaling.v1.Participant"> & {
    * @generated from field: bool can_subscribe = 4;
    */
   canSubscribe: boolean;
+
+  /**
+   * The participant announced in its Join that it encrypts its media end to end.
+   *
+   * @generated from field: bool e2ee = 5;
+   */
+  e2ee: boolean;
 };
 
 /**
@@ -370,7 +425,7 @@ export type Participant = Message<"darktower.signaling.v1.Participant"> & {
  * Use `create(ParticipantSchema)` to create a new message.
  */
 export const ParticipantSchema: GenMessage<Participant> = /*@__PURE__*/
-  messageDesc(file_signaling, 10);
+  messageDesc(file_signaling, 11);
 
 /**
  * @generated from message darktower.signaling.v1.Track
@@ -407,7 +462,7 @@ export type Track = Message<"darktower.signaling.v1.Track"> & {
  * Use `create(TrackSchema)` to create a new message.
  */
 export const TrackSchema: GenMessage<Track> = /*@__PURE__*/
-  messageDesc(file_signaling, 11);
+  messageDesc(file_signaling, 12);
 
 /**
  * @generated from message darktower.signaling.v1.JoinResponse
@@ -450,7 +505,7 @@ export type JoinResponse = Message<"darktower.signaling.v1.JoinResponse"> & {
  * Use `create(JoinResponseSchema)` to create a new message.
  */
 export const JoinResponseSchema: GenMessage<JoinResponse> = /*@__PURE__*/
-  messageDesc(file_signaling, 12);
+  messageDesc(file_signaling, 13);
 
 /**
  * @generated from message darktower.signaling.v1.PublishResponse
@@ -467,7 +522,7 @@ export type PublishResponse = Message<"darktower.signaling.v1.PublishResponse"> 
  * Use `create(PublishResponseSchema)` to create a new message.
  */
 export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
-  messageDesc(file_signaling, 13);
+  messageDesc(file_signaling, 14);
 
 /**
  * @generated from message darktower.signaling.v1.Ack
@@ -480,7 +535,7 @@ export type Ack = Message<"darktower.signaling.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_signaling, 14);
+  messageDesc(file_signaling, 15);
 
 /**
  * @generated from message darktower.signaling.v1.Pong
@@ -502,7 +557,7 @@ export type Pong = Message<"darktower.signaling.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_signaling, 15);
+  messageDesc(file_signaling, 16);
 
 /**
  * @generated from message darktower.signaling.v1.Error
@@ -533,7 +588,7 @@ export type Error = Message<"darktower.signaling.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_signaling, 16);
+  messageDesc(file_signaling, 17);
 
 /**
  * @generated from message darktower.signaling.v1.ParticipantJoined
@@ -550,7 +605,7 @@ export type ParticipantJoined = Message<"darktower.signaling.v1.ParticipantJoine
  * Use `create(ParticipantJoinedSchema)` to create a new message.
  */
 export const ParticipantJoinedSchema: GenMessage<ParticipantJoined> = /*@__PURE__*/
-  messageDesc(file_signaling, 17);
+  messageDesc(file_signaling, 18);
 
 /**
  * @generated from message darktower.signaling.v1.ParticipantLeft
@@ -572,7 +627,7 @@ export type ParticipantLeft = Message<"darktower.signaling.v1.ParticipantLeft"> 
  * Use `create(ParticipantLeftSchema)` to create a new message.
  */
 export const ParticipantLeftSchema: GenMessage<ParticipantLeft> = /*@__PURE__*/
-  messageDesc(file_signaling, 18);
+  messageDesc(file_signaling, 19);
 
 /**
  * @generated from enum darktower.signaling.v1.ParticipantLeft.Reason
@@ -603,7 +658,7 @@ export enum ParticipantLeft_Reason {
  * Describes the enum darktower.signaling.v1.ParticipantLeft.Reason.
  */
 export const ParticipantLeft_ReasonSchema: GenEnum<ParticipantLeft_Reason> = /*@__PURE__*/
-  enumDesc(file_signaling, 18, 0);
+  enumDesc(file_signaling, 19, 0);
 
 /**
  * @generated from message darktower.signaling.v1.TrackPublished
@@ -620,7 +675,7 @@ export type TrackPublished = Message<"darktower.signaling.v1.TrackPublished"> & 
  * Use `create(TrackPublishedSchema)` to create a new message.
  */
 export const TrackPublishedSchema: GenMessage<TrackPublished> = /*@__PURE__*/
-  messageDesc(file_signaling, 19);
+  messageDesc(file_signaling, 20);
 
 /**
  * @generated from message darktower.signaling.v1.TrackUnpublished
@@ -637,7 +692,7 @@ export type TrackUnpublished = Message<"darktower.signaling.v1.TrackUnpublished"
  * Use `create(TrackUnpublishedSchema)` to create a new message.
  */
 export const TrackUnpublishedSchema: GenMessage<TrackUnpublished> = /*@__PURE__*/
-  messageDesc(file_signaling, 20);
+  messageDesc(file_signaling, 21);
 
 /**
  * Sent to a publisher: start a new group with a keyframe on this track.
@@ -656,7 +711,31 @@ export type KeyframeRequest = Message<"darktower.signaling.v1.KeyframeRequest"> 
  * Use `create(KeyframeRequestSchema)` to create a new message.
  */
 export const KeyframeRequestSchema: GenMessage<KeyframeRequest> = /*@__PURE__*/
-  messageDesc(file_signaling, 21);
+  messageDesc(file_signaling, 22);
+
+/**
+ * A KeyMessage another participant sent to this one; the payload is exactly as the sender gave it.
+ *
+ * @generated from message darktower.signaling.v1.KeyMessageReceived
+ */
+export type KeyMessageReceived = Message<"darktower.signaling.v1.KeyMessageReceived"> & {
+  /**
+   * @generated from field: string from_participant_id = 1;
+   */
+  fromParticipantId: string;
+
+  /**
+   * @generated from field: bytes payload = 2;
+   */
+  payload: Uint8Array;
+};
+
+/**
+ * Describes the message darktower.signaling.v1.KeyMessageReceived.
+ * Use `create(KeyMessageReceivedSchema)` to create a new message.
+ */
+export const KeyMessageReceivedSchema: GenMessage<KeyMessageReceived> = /*@__PURE__*/
+  messageDesc(file_signaling, 23);
 
 /**
  * Operational notices (drain, reconnect elsewhere).
@@ -687,7 +766,7 @@ export type Notice = Message<"darktower.signaling.v1.Notice"> & {
  * Use `create(NoticeSchema)` to create a new message.
  */
 export const NoticeSchema: GenMessage<Notice> = /*@__PURE__*/
-  messageDesc(file_signaling, 22);
+  messageDesc(file_signaling, 24);
 
 /**
  * @generated from enum darktower.signaling.v1.Notice.Kind
@@ -713,7 +792,7 @@ export enum Notice_Kind {
  * Describes the enum darktower.signaling.v1.Notice.Kind.
  */
 export const Notice_KindSchema: GenEnum<Notice_Kind> = /*@__PURE__*/
-  enumDesc(file_signaling, 22, 0);
+  enumDesc(file_signaling, 24, 0);
 
 /**
  * @generated from enum darktower.signaling.v1.TrackKind
@@ -823,6 +902,13 @@ export enum ErrorCode {
    * @generated from enum value: ERROR_CODE_INTERNAL = 12;
    */
   INTERNAL = 12,
+
+  /**
+   * A KeyMessage named a participant that is not another member of the meeting.
+   *
+   * @generated from enum value: ERROR_CODE_UNKNOWN_PARTICIPANT = 13;
+   */
+  UNKNOWN_PARTICIPANT = 13,
 }
 
 /**
