@@ -5,7 +5,9 @@ compromised worker cannot mint tokens. Verification takes the current time as an
 which keeps expiry testable without waiting.
 
 Claims: `iss` (configured issuer), `aud` ("darktower-media"), `sub` (participant id), `mid` (meeting id),
-`name` (display name), `pub` / `sub_ok` (may publish / may subscribe), `iat`, `exp`, `jti`.
+`name` (display name), `pub` / `sub_ok` (may publish / may subscribe), `role` (host, participant or
+viewer: what the worker lets it do to others), `e2ee` (the meeting requires end-to-end encrypted media),
+`iat`, `exp`, `jti`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ class TokenProblem(enum.Enum):
     WRONG_MEETING = "wrong_meeting"
 
 
+class Role(enum.StrEnum):
+    """A participant's standing in a meeting, carried in its grant and enforced by the worker."""
+
+    HOST = "host"
+    """May mute, remove, lock and end for everyone."""
+    PARTICIPANT = "participant"
+    VIEWER = "viewer"
+    """Receives only; its grant never allows publishing."""
+
+
 class TokenError(DarkTowerError):
     """A join token was refused; `problem` says why in a form that maps onto a wire error code."""
 
@@ -54,6 +66,9 @@ class JoinGrant:
     expires_at: int
     """Unix seconds."""
     token_id: str
+    role: Role = Role.PARTICIPANT
+    e2ee_required: bool = False
+    """The meeting admits only clients that encrypt their media end to end."""
 
 
 class TokenSigner:
@@ -71,6 +86,8 @@ class TokenSigner:
         can_publish: bool,
         can_subscribe: bool,
         now: float,
+        role: Role = Role.PARTICIPANT,
+        e2ee_required: bool = False,
     ) -> tuple[str, JoinGrant]:
         issued = int(now)
         grant = JoinGrant(
@@ -81,6 +98,8 @@ class TokenSigner:
             can_subscribe=can_subscribe,
             expires_at=issued + self._ttl_s,
             token_id=secrets.token_urlsafe(12),
+            role=role,
+            e2ee_required=e2ee_required,
         )
         claims = {
             "iss": self._issuer,
@@ -90,6 +109,8 @@ class TokenSigner:
             "name": display_name,
             "pub": can_publish,
             "sub_ok": can_subscribe,
+            "role": role.value,
+            "e2ee": e2ee_required,
             "iat": issued,
             "exp": grant.expires_at,
             "jti": grant.token_id,
@@ -132,12 +153,28 @@ class TokenVerifier:
 
 
 def _grant_from_claims(claims: dict[str, Any]) -> JoinGrant:
-    fields = {"sub": str, "mid": str, "name": str, "pub": bool, "sub_ok": bool, "exp": int, "jti": str}
+    fields = {
+        "sub": str,
+        "mid": str,
+        "name": str,
+        "pub": bool,
+        "sub_ok": bool,
+        "role": str,
+        "e2ee": bool,
+        "exp": int,
+        "jti": str,
+    }
     for name, kind in fields.items():
         if not isinstance(claims.get(name), kind):
             raise TokenError(
                 TokenProblem.INVALID, f"join token claim {name!r} is missing or not a {kind.__name__}"
             )
+    try:
+        role = Role(claims["role"])
+    except ValueError:
+        raise TokenError(
+            TokenProblem.INVALID, f"join token claim 'role' is not one of {[r.value for r in Role]}"
+        ) from None
     return JoinGrant(
         meeting_id=claims["mid"],
         participant_id=claims["sub"],
@@ -146,6 +183,8 @@ def _grant_from_claims(claims: dict[str, Any]) -> JoinGrant:
         can_subscribe=claims["sub_ok"],
         expires_at=claims["exp"],
         token_id=claims["jti"],
+        role=role,
+        e2ee_required=claims["e2ee"],
     )
 
 

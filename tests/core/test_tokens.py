@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from darktower.core.tokens import (
+    Role,
     TokenError,
     TokenProblem,
     TokenSigner,
@@ -83,3 +84,40 @@ def test_the_signing_key_is_made_once_and_kept(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     again = load_or_create_signing_key(path)
     assert first.private_numbers() == again.private_numbers()
+
+
+def test_role_and_e2ee_policy_travel_in_the_grant(key: ec.EllipticCurvePrivateKey) -> None:
+    token, signed = TokenSigner(key, "darktower", 60).sign(
+        meeting_id="m1",
+        participant_id="p1",
+        display_name="Ada",
+        can_publish=True,
+        can_subscribe=True,
+        now=NOW,
+        role=Role.HOST,
+        e2ee_required=True,
+    )
+    grant = TokenVerifier(key.public_key(), "darktower").verify(token, meeting_id="m1", now=NOW)
+    assert (grant.role, grant.e2ee_required) == (Role.HOST, True)
+    assert grant == signed
+
+
+def test_an_unknown_role_is_refused_by_name(key: ec.EllipticCurvePrivateKey) -> None:
+    claims = {
+        "iss": "darktower",
+        "aud": "darktower-media",
+        "sub": "p1",
+        "mid": "m1",
+        "name": "Ada",
+        "pub": True,
+        "sub_ok": True,
+        "role": "emperor",
+        "e2ee": False,
+        "iat": int(NOW),
+        "exp": int(NOW) + 60,
+        "jti": "j",
+    }
+    token = jwt.encode(claims, key, algorithm="ES256")
+    with pytest.raises(TokenError, match="'role'") as caught:
+        TokenVerifier(key.public_key(), "darktower").verify(token, meeting_id="m1", now=NOW)
+    assert caught.value.problem is TokenProblem.INVALID
