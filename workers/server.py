@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -143,7 +144,11 @@ class WorkerServer:
         certificate_dir: Path | None = None,
         host: str | None = None,
         port: int | None = None,
+        sock: socket.socket | None = None,
+        worker_index: int | None = None,
     ) -> WorkerServer:
+        """Listens on `host:port` (default: the configuration's), or on the bound `sock` the supervisor
+        handed over; with `worker_index`, connection IDs name this worker (see `WebTransportListener.listen`)."""
         certificates = _Certificates(config, certificate_dir)
         serving = certificates.current()
         server = cls(config, WorkerCore(verifier=verifier, limits=config.limits), certificates)
@@ -153,6 +158,8 @@ class WorkerServer:
             config.server.quic_port if port is None else port,
             server_configuration(serving.cert_path, serving.key_path),
             server,
+            sock=sock,
+            worker_index=worker_index,
         )
         server.port = server._listener.port
         if certificates.rotates:

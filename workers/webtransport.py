@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import logging
 import re
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final, Protocol, cast
@@ -55,6 +56,7 @@ from darktower.proto.webtransport import (
     read_varint,
     uni_stream_header,
 )
+from darktower.workers.cid import issue_worker_cids
 from darktower.workers.sendstate import nothing_to_send
 from darktower.workers.udp import DatagramWriter
 
@@ -515,18 +517,34 @@ class WebTransportListener:
         self._ids = itertools.count(1)
         self._server: QuicServer | None = None
         self._writer: DatagramWriter | None = None
+        self._worker_index: int | None = None
         self.port = 0
 
     @classmethod
     async def listen(
-        cls, host: str, port: int, configuration: QuicConfiguration, handler: SessionHandler
+        cls,
+        host: str,
+        port: int,
+        configuration: QuicConfiguration,
+        handler: SessionHandler,
+        *,
+        sock: socket.socket | None = None,
+        worker_index: int | None = None,
     ) -> WebTransportListener:
+        """Serves on `host:port`, or on `sock` (bound already, e.g. one of a reuseport group; `host` and
+        `port` are then unused). With `worker_index`, every connection issues only CIDs naming that worker
+        (`darktower.workers.cid`), so the group's steering program keeps its datagrams on this process."""
         listener = cls(configuration, handler)
+        listener._worker_index = worker_index
         loop = asyncio.get_running_loop()
-        transport, server = await loop.create_datagram_endpoint(
-            lambda: QuicServer(configuration=configuration, create_protocol=listener._create_protocol),
-            local_addr=(host, port),
-        )
+
+        def protocol() -> QuicServer:
+            return QuicServer(configuration=configuration, create_protocol=listener._create_protocol)
+
+        if sock is None:
+            transport, server = await loop.create_datagram_endpoint(protocol, local_addr=(host, port))
+        else:
+            transport, server = await loop.create_datagram_endpoint(protocol, sock=sock)
         listener._server = server
         listener._writer = DatagramWriter(transport)
         listener.port = transport.get_extra_info("sockname")[1]
@@ -540,6 +558,8 @@ class WebTransportListener:
         self, quic: QuicConnection, stream_handler: QuicStreamHandler | None = None
     ) -> WebTransportProtocol:
         assert self._writer is not None, "connections arrive only after listen() made the writer"
+        if self._worker_index is not None:
+            quic = issue_worker_cids(quic, self._worker_index)
         protocol = WebTransportProtocol(
             quic, stream_handler, handler=self._handler, batch=self.batch, writer=self._writer, ids=self._ids
         )
