@@ -52,8 +52,12 @@ class ServerConfig(_Section, frozen=True):
     quic_port: int = 4433
     """WebTransport (QUIC/UDP) port (0 picks a free one)."""
     workers: int = 1
-    """QUIC worker processes, 1..256 (one index byte names a worker in its connection IDs). Until meetings
-    are routed between workers, only worker 0's port is handed out, so more than one serves nobody else."""
+    """QUIC worker processes, 1..256 (one index byte names a worker in its connection IDs); `serve` also
+    refuses more than 4 per usable core."""
+    steering: Literal["auto", "reuseport-cbpf", "port-per-worker"] = "auto"
+    """How datagrams find their worker: every worker on `quic_port` behind a reuseport CBPF program that
+    reads the QUIC connection ID, or worker k alone on `quic_port + k` with the control plane naming the
+    meeting owner's port at join. `auto` takes the first where the kernel allows it, the second otherwise."""
     heartbeat_timeout_s: float = 3.0
     """A worker whose heartbeat is older than this is killed and replaced (it beats every 0.25 s)."""
     drain_timeout_s: float = 30.0
