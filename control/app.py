@@ -18,7 +18,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -52,6 +52,7 @@ from darktower.control.store import Meeting, MeetingExistsError, MeetingStore
 from darktower.core.certs import CertificateError
 from darktower.core.config import Config, ConfigError
 from darktower.core.tokens import TokenSigner
+from darktower.workers.shard import owner_index
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +82,20 @@ def create_app(
     store: MeetingStore,
     certificate_hashes: Callable[[], list[bytes]],
     quic_port: int,
+    owner_ports: Sequence[int] = (),
     accounts: AccountStore | None = None,
     ephemeral: EphemeralStore | None = None,
     access_tokens: AccessTokens | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The API over `store` and `accounts`; join tokens from `signer`, access tokens from `access_tokens`;
-    rate limits and OIDC sign-in state in `ephemeral`; URLs name `quic_port` on `server.advertised_host`.
+    rate limits and OIDC sign-in state in `ephemeral`; URLs name `quic_port` on `server.advertised_host`, or,
+    when the workers listen on a port each (`owner_ports[k]` is worker k's), the port of the meeting's owner.
 
     Left out, `accounts` are kept in memory, `ephemeral` is in-process, and access tokens are signed with
     a key made for this app (they are then valid only here): what a test or a single process needs."""
     app = FastAPI(title="Dark Tower control plane", docs_url=None, redoc_url=None, redirect_slashes=False)
-    media_origin = f"https://{url_host(config.server.advertised_host)}:{quic_port}"
+    media_host = f"https://{url_host(config.server.advertised_host)}"
     ephemeral = ephemeral if ephemeral is not None else InMemoryEphemeralStore()
     limiter = RateLimiter(ephemeral, config.rate_limits)
     auth = AuthService(
@@ -141,6 +144,8 @@ def create_app(
             log.exception("cannot read the certificate store", extra={"meeting_id": meeting_id})
             raise ApiError(503, "certificates_unavailable", str(exc)) from None
         participant_id = secrets.token_urlsafe(12)
+        owner = owner_index(meeting.meeting_id, len(owner_ports)) if owner_ports else None
+        port = quic_port if owner is None else owner_ports[owner]
         token, grant = signer.sign(
             meeting_id=meeting.meeting_id,
             participant_id=participant_id,
@@ -154,7 +159,7 @@ def create_app(
             token=token,
             participant_id=participant_id,
             meeting_id=meeting.meeting_id,
-            webtransport_url=f"{media_origin}/meetings/{meeting.meeting_id}",
+            webtransport_url=f"{media_host}:{port}/meetings/{meeting.meeting_id}",
             certificate_hashes=[CertificateHash(algorithm="sha-256", value=h.hex()) for h in hashes],
             expires_at=datetime.fromtimestamp(grant.expires_at, UTC).isoformat(),
         )

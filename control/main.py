@@ -15,7 +15,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -66,9 +66,15 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 async def run_control(
-    config: Config, quic_port: int, *, on_ready: Callable[[int], None], stop: asyncio.Event
+    config: Config,
+    quic_port: int,
+    *,
+    on_ready: Callable[[int], None],
+    stop: asyncio.Event,
+    owner_ports: Sequence[int] = (),
 ) -> None:
-    """Serves until `stop` is set; calls `on_ready(port)` once requests can be sent."""
+    """Serves until `stop` is set; calls `on_ready(port)` once requests can be sent. `owner_ports`: each
+    worker's port when they listen on one each (joins then name the meeting owner's; see `create_app`)."""
     key = load_or_create_signing_key(signing_key_path(config.server.data_dir, config.auth.signing_key))
     signer = TokenSigner(key, config.auth.issuer, config.auth.join_token_ttl_s)
     access_tokens = AccessTokens(key, config.auth.issuer, config.auth.access_token_ttl_s)
@@ -82,6 +88,7 @@ async def run_control(
             store=store,
             certificate_hashes=hashes,
             quic_port=quic_port,
+            owner_ports=owner_ports,
             accounts=store.accounts,
             ephemeral=ephemeral,
             access_tokens=access_tokens,
@@ -99,7 +106,9 @@ async def run_control(
         await store.close()
 
 
-def control_process(config_data: dict[str, Any], quic_port: int, ready_conn: Connection) -> None:
+def control_process(
+    config_data: dict[str, Any], quic_port: int, owner_ports: Sequence[int], ready_conn: Connection
+) -> None:
     """Child-process entry (multiprocessing spawn): serve the API until SIGTERM/SIGINT (also sent when the
     supervisor dies)."""
     exit_with_parent(signal.SIGTERM)
@@ -115,7 +124,7 @@ def control_process(config_data: dict[str, Any], quic_port: int, ready_conn: Con
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_control(config, quic_port, on_ready=report_ready, stop=stop)
+        await run_control(config, quic_port, on_ready=report_ready, stop=stop, owner_ports=owner_ports)
 
     try:
         uvloop.run(main())
