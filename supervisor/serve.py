@@ -7,9 +7,15 @@ control plane hands out URLs naming worker 0's bound QUIC port. Once all are rea
 `darktower: ready`, on stdout (scripts and tests wait for that line; systemd gets `READY=1`); logs go to
 stderr.
 
-With `server.workers` = N, worker k binds UDP `quic_port + k` (any free port when `quic_port` is 0) and keeps
-it across restarts. Until meetings are routed between workers (owner/edge sharding) the control plane names
-only worker 0's port, so the default stays one worker.
+The supervisor opens the workers' UDP sockets itself (`darktower.supervisor.reuseport`) before any child
+starts, so a port in use fails start-up with a message naming `server.quic_port`, and keeps them open for
+its whole life: worker k, and every process that replaces it, serves on socket k. With the reuseport CBPF
+program every worker shares `quic_port` and the kernel steers each datagram by its connection ID; where the
+kernel refuses it (or `server.steering` says so) worker k has `quic_port + k` and the control plane names
+the meeting owner's port at join (`darktower.workers.shard.owner_index`). The log says which mode runs.
+
+`server.workers` is at most `WORKERS_PER_CORE` per usable core: more processes than that only queue for
+the CPU, and a typo such as 200 for 20 should not start 200 interpreters.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import socket
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -39,6 +46,13 @@ from darktower.supervisor.process import (
     SupervisorError,
     Timeouts,
 )
+from darktower.supervisor.reuseport import (
+    SocketSetupError,
+    Steering,
+    SteeringUnavailableError,
+    WorkerSockets,
+    open_worker_sockets,
+)
 from darktower.supervisor.signals import SignalQueue
 from darktower.workers.heartbeat import HeartbeatTable, segment_name
 from darktower.workers.main import worker_process
@@ -48,6 +62,7 @@ log = logging.getLogger(__name__)
 _MAX_ROTATION_CHECK_S: Final = 3600.0
 """Rotation is re-checked at least this often, so a wall-clock jump cannot postpone it for days."""
 _ROTATION_RETRY_S: Final = 60.0
+WORKERS_PER_CORE: Final = 4
 
 
 def _with_server(config_data: dict[str, Any], **server: Any) -> dict[str, Any]:
@@ -116,10 +131,30 @@ def lock_data_dir(data_dir: str) -> int:
     return fd
 
 
-def worker_ports(config: Config) -> list[int]:
-    """The UDP port each worker asks for: `quic_port + index`, or any free one when `quic_port` is 0."""
-    first = config.server.quic_port
-    return [first + index if first else 0 for index in range(config.server.workers)]
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and systemd's CPUAffinity set)."""
+    return len(os.sched_getaffinity(0))
+
+
+def check_worker_count(workers: int, cores: int) -> None:
+    """Raises SupervisorError naming `server.workers` when it exceeds WORKERS_PER_CORE per usable core."""
+    limit = WORKERS_PER_CORE * cores
+    if workers > limit:
+        raise SupervisorError(
+            f"server.workers: {workers} workers asked for; this machine allows at most {limit} "
+            f"({WORKERS_PER_CORE} per usable core, {cores} usable)"
+        )
+
+
+def open_sockets(config: Config) -> WorkerSockets:
+    """The workers' UDP sockets as `server.steering` asks; errors name the configuration key to fix."""
+    server = config.server
+    try:
+        return open_worker_sockets(server.host, server.quic_port, server.workers, Steering(server.steering))
+    except SteeringUnavailableError as exc:
+        raise SupervisorError(f"server.steering: {server.steering}: {exc}") from None
+    except SocketSetupError as exc:
+        raise SupervisorError(f"server.quic_port: {exc}") from None
 
 
 def serve(config: Config, announce: Callable[[str], None]) -> None:
@@ -129,9 +164,11 @@ def serve(config: Config, announce: Callable[[str], None]) -> None:
     server on the same data directory, or a child that fails to start (ChildFailedError). The children are
     stopped, and the heartbeat table removed, whatever happens.
     """
+    check_worker_count(config.server.workers, usable_cores())
     lock = lock_data_dir(config.server.data_dir)
     try:
         certificates = prepare_data_dir(config)
+        sockets = open_sockets(config)
         table_name = segment_name(config.server.data_dir)
         if HeartbeatTable.unlink(table_name):
             log.warning("removed the heartbeat table %s left by a server that was killed", table_name)
@@ -144,18 +181,28 @@ def serve(config: Config, announce: Callable[[str], None]) -> None:
         )
         notifier = SystemdNotifier.from_environment()
         try:
-            _supervise(config, certificates, table, notifier, announce)
+            _supervise(
+                config,
+                certificates=certificates,
+                sockets=sockets,
+                table=table,
+                notifier=notifier,
+                announce=announce,
+            )
         finally:
             notifier.close()
             table.close()
             HeartbeatTable.unlink(table_name)
+            sockets.close()
     finally:
         os.close(lock)
 
 
 def _supervise(
     config: Config,
+    *,
     certificates: CertificateStore | None,
+    sockets: WorkerSockets,
     table: HeartbeatTable,
     notifier: SystemdNotifier,
     announce: Callable[[str], None],
@@ -174,16 +221,17 @@ def _supervise(
                         ChildSpec(
                             name=f"worker-{index}",
                             target=worker_process,
-                            args=functools.partial(_worker_args, config_data, index),
+                            args=functools.partial(_worker_args, config_data, index, sock),
                             ready_key="quic_port",
                             slot=index,
                         ),
                         port,
                     )
-                    for index, port in enumerate(worker_ports(config))
+                    for index, (sock, port) in enumerate(zip(sockets.sockets, sockets.ports, strict=True))
                 ]
             )
             quic_port = quic_ports[0]
+            owner_ports = quic_ports if sockets.mode is Steering.PORT_PER_WORKER else []
             http_port = supervisor.start(
                 ChildSpec(
                     name="control",
@@ -191,6 +239,7 @@ def _supervise(
                     args=lambda port: (
                         _with_server(config_data, http_port=port, quic_port=quic_port),
                         quic_port,
+                        owner_ports,
                     ),
                     ready_key="http_port",
                 ),
@@ -198,13 +247,8 @@ def _supervise(
             )
             announce(f"darktower: serving HTTP API on http://{host}:{http_port}")
             announce(f"darktower: serving WebTransport on https://{host}:{quic_port}")
-            if len(quic_ports) > 1:
-                log.warning(
-                    "%d workers on UDP ports %s; joins go to worker 0 until meetings are routed between "
-                    "workers",
-                    len(quic_ports),
-                    ", ".join(map(str, quic_ports)),
-                )
+            if len(owner_ports) > 1:
+                log.info("joins name the UDP port of the meeting's owner worker")
             announce("darktower: ready")
             notifier.ready(f"{len(quic_ports)} workers; HTTP on port {http_port}")
             supervisor.run(None if certificates is None else lambda: rotation_check(certificates))
@@ -214,5 +258,7 @@ def _supervise(
             supervisor.stop()
 
 
-def _worker_args(config_data: dict[str, Any], index: int, port: int) -> tuple[Any, ...]:
-    return (_with_server(config_data, quic_port=port), index)
+def _worker_args(config_data: dict[str, Any], index: int, sock: socket.socket, port: int) -> tuple[Any, ...]:
+    """Worker `index`'s arguments: the socket travels to the child as a descriptor (multiprocessing's spawn
+    passes it through `pass_fds`), the supervisor's own copy stays open."""
+    return (_with_server(config_data, quic_port=port), index, sock)

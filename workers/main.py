@@ -1,8 +1,10 @@
 """Entry point of a QUIC worker process (started by the supervisor with multiprocessing's spawn method).
 
 The worker validates the configuration it was handed, verifies join tokens with the public half of the
-signing key in the data directory, serves WebTransport on uvloop, reports `{"quic_port": port}` on
-`ready_conn` once listening (or `{"error": message}` and exit status 1 when it cannot start).
+signing key in the data directory, serves WebTransport on uvloop on the UDP socket the supervisor handed it
+(or, given none, one it binds on `server.quic_port`), with connection IDs that name worker `index`
+(`darktower.workers.cid`), and reports `{"quic_port": port}` on `ready_conn` once listening (or
+`{"error": message}` and exit status 1 when it cannot start).
 
 While it runs it writes its heartbeat and load into slot `index` of the supervisor's heartbeat table
 (`darktower.workers.heartbeat`, found by the data directory) from its event loop, so a stuck loop reads as a
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -62,7 +65,9 @@ def load_verifier(config: Config) -> TokenVerifier:
     return TokenVerifier(key.public_key(), config.auth.issuer)
 
 
-def worker_process(config_data: dict[str, Any], index: int, ready_conn: Connection) -> None:
+def worker_process(
+    config_data: dict[str, Any], index: int, sock: socket.socket | None, ready_conn: Connection
+) -> None:
     exit_with_parent(signal.SIGINT)
     try:
         config = from_mapping(config_data)
@@ -71,7 +76,7 @@ def worker_process(config_data: dict[str, Any], index: int, ready_conn: Connecti
         raise SystemExit(1) from None
     dt_logging.setup(config.log.level, config.log.format, f"worker-{index}")
     try:
-        uvloop.run(_serve(config, index, ready_conn))
+        uvloop.run(_serve(config, index, sock, ready_conn))
     except DarkTowerError as exc:
         log.error("worker cannot start: %s", exc, extra={"worker": index})  # noqa: TRY400 (expected, no trace)
         ready_conn.send({"error": str(exc)})
@@ -117,17 +122,23 @@ async def _drain(
             await asyncio.wait_for(stop.wait(), min(remaining, BEAT_INTERVAL_S))
 
 
-async def _serve(config: Config, index: int, ready_conn: Connection) -> None:
+async def _serve(config: Config, index: int, sock: socket.socket | None, ready_conn: Connection) -> None:
     table = _attach_table(config, index)
     try:
-        await _run(config, index, ready_conn, table)
+        await _run(config, index, sock, ready_conn, table)
     finally:
         if table is not None:
             table.close()
 
 
-async def _run(config: Config, index: int, ready_conn: Connection, table: HeartbeatTable | None) -> None:
-    server = await WorkerServer.start(config, verifier=load_verifier(config))
+async def _run(
+    config: Config,
+    index: int,
+    sock: socket.socket | None,
+    ready_conn: Connection,
+    table: HeartbeatTable | None,
+) -> None:
+    server = await WorkerServer.start(config, verifier=load_verifier(config), sock=sock, worker_index=index)
     drain, stop = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, drain.set)

@@ -70,7 +70,7 @@ async def start_worker(tmp_path: Path) -> AsyncIterator[StartWorker]:
         table = HeartbeatTable.create(name, 1, supervisor_pid=os.getpid(), now_ns=0, heartbeat_timeout_ns=1)
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
-        process = context.Process(target=worker_process, args=(config.to_dict(), 0, child))
+        process = context.Process(target=worker_process, args=(config.to_dict(), 0, None, child))
         process.start()
         table.worker_spawned(0, process.pid or 0, time.monotonic_ns(), 0)
         worker = Worker(process, table, "", cert.sha256, TokenSigner(key, config.auth.issuer, 60))

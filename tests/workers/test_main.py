@@ -27,7 +27,7 @@ async def test_a_worker_process_serves_joins_and_stops_on_sigterm(tmp_path: Path
     )
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    process = context.Process(target=worker_process, args=(config.to_dict(), 0, child))
+    process = context.Process(target=worker_process, args=(config.to_dict(), 0, None, child))
     process.start()
     try:
         assert await asyncio.to_thread(parent.poll, START_TIMEOUT_S)
@@ -70,7 +70,7 @@ async def test_a_worker_without_a_signing_key_reports_an_error(tmp_path: Path) -
     config = Config(server=ServerConfig(host="127.0.0.1", quic_port=0, data_dir=str(tmp_path)))
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    process = context.Process(target=worker_process, args=(config.to_dict(), 0, child))
+    process = context.Process(target=worker_process, args=(config.to_dict(), 0, None, child))
     process.start()
     try:
         assert await asyncio.to_thread(parent.poll, START_TIMEOUT_S)
