@@ -48,7 +48,13 @@ class ServerConfig(_Section, frozen=True):
     public_host: str = ""
     """Host name or address written into URLs handed to clients; empty means `host`."""
     http_port: int = 8080
-    """Control plane HTTP port (0 picks a free one)."""
+    """Control plane HTTP port (0 picks a free one): plain HTTP/1.1, what the embedded default and a local
+    browser use."""
+    https: bool = False
+    """Also serve the control plane over TLS with the workers' certificate: HTTP/1.1 and HTTP/2 (ALPN) on
+    TCP `https_port` and HTTP/3 on UDP `https_port`."""
+    https_port: int = 8443
+    """TCP and UDP port of `https` (0 picks a free one; the UDP socket takes the same number)."""
     quic_port: int = 4433
     """WebTransport (QUIC/UDP) port (0 picks a free one)."""
     workers: int = 1
@@ -68,7 +74,7 @@ class ServerConfig(_Section, frozen=True):
     """Directory of the built browser app served at `/`; empty means the packaged build, if any."""
 
     def check(self, section: str) -> None:
-        for key in ("http_port", "quic_port"):
+        for key in ("http_port", "quic_port", "https_port"):
             port = getattr(self, key)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{section}.{key}: {port} is not a port number (0..65535)")
@@ -136,6 +142,9 @@ class AuthConfig(_Section, frozen=True):
     """Argon2id passes over memory per password hash."""
     password_hash_memory_kib: int = 65536
     """Argon2id memory per password hash, in KiB."""
+    admins: tuple[str, ...] = ()
+    """Accounts allowed to use the admin API (`/v1/admin/...`), each named by its user id or its email
+    (compared case-insensitively). Empty: nobody."""
 
     def check(self, section: str) -> None:
         if not 5 <= self.join_token_ttl_s <= 3600:
@@ -293,6 +302,53 @@ class StoreConfig(_Section, frozen=True):
             raise ConfigError(f"{section}.{key}: must start with {' or '.join(schemes)}")
 
 
+class DiscoveryConfig(_Section, frozen=True):
+    """How the control plane finds media nodes: `static` (this node only, the embedded default) or `consul`
+    (every node registers its QUIC endpoint with its region and load; joins go to the least loaded healthy
+    node of the caller's region)."""
+
+    mode: Literal["static", "consul"] = "static"
+    region: str = "default"
+    """This node's region; joins from callers without a region stay in it."""
+    node_name: str = ""
+    """This node's name in Consul (its service id is `<service_name>-<node_name>`); empty means the host name."""
+    consul_url: str = "http://127.0.0.1:8500"
+    """The local Consul agent's HTTP API."""
+    consul_token: str = ""
+    """ACL token sent to Consul; empty sends none."""
+    service_name: str = "darktower-media"
+    check_ttl_s: float = 10.0
+    """A node whose supervisor has not passed its TTL check for this long is unhealthy (it passes every third
+    of it)."""
+    deregister_after_s: float = 300.0
+    """Consul removes a node whose check has been critical this long."""
+    kv_prefix: str = "darktower/"
+    """Shared configuration lives under this Consul KV prefix."""
+    lock_ttl_s: float = 15.0
+    """TTL of the Consul session behind a once-per-region lock; a holder that stops renewing loses it."""
+    timeout_s: float = 2.0
+    """Time limit of each request to Consul."""
+
+    def check(self, section: str) -> None:
+        if not self.region or not self.region.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{section}.region: {self.region!r} must be letters, digits, - and _")
+        if self.node_name and not self.node_name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ConfigError(f"{section}.node_name: {self.node_name!r} must be letters, digits, -, _ and .")
+        if self.mode == "consul" and not self.consul_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{section}.consul_url: must be an http:// or https:// URL")
+        if not self.service_name:
+            raise ConfigError(f"{section}.service_name: must not be empty")
+        for key, low, high in (
+            ("check_ttl_s", 1.0, 3600.0),
+            ("deregister_after_s", 60.0, 86400.0),
+            ("lock_ttl_s", 10.0, 86400.0),
+            ("timeout_s", 0.1, 60.0),
+        ):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ConfigError(f"{section}.{key}: {value} is outside {low:g}..{high:g}")
+
+
 class LogConfig(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
@@ -306,6 +362,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     oidc: OidcConfig = msgspec.field(default_factory=OidcConfig)
     rate_limits: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+    discovery: DiscoveryConfig = msgspec.field(default_factory=DiscoveryConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
     def check(self) -> None:
