@@ -7,7 +7,10 @@ directory. It prints a table, or with `--json` one object:
     {"data_dir", "heartbeat_timeout_s",
      "supervisor": {"pid", "uptime_s", "heartbeat_age_s"},
      "workers": [{"index", "pid", "state", "port", "uptime_s", "restarts", "connections", "meetings",
-                  "heartbeat_age_s"}]}
+                  "ring_lag", "heartbeat_age_s"}]}
+
+`meetings` are those whose state machine the worker runs (with several workers, the ones it owns);
+`ring_lag` is how many records it has yet to read from the other workers' media rings.
 
 `uptime_s` is null for a worker with no process (restarting, stopped); `heartbeat_age_s` is null until its
 process first beat. Exit status 0 when a server runs; 1, with the reason on stderr, when none does (no
@@ -84,6 +87,7 @@ def _report(data_dir: str, snapshot: TableSnapshot, now_ns: int) -> dict[str, An
             "restarts": worker.restarts,
             "connections": worker.connections,
             "meetings": worker.meetings,
+            "ring_lag": worker.ring_lag,
             "heartbeat_age_s": _seconds(now_ns - worker.beat_ns) if worker.beat_ns else None,
         }
         for worker in snapshot.workers
@@ -123,7 +127,18 @@ def render(report: dict[str, Any]) -> str:
         f"supervisor pid {supervisor['pid']}, up {_duration(supervisor['uptime_s'])}, data directory "
         + report["data_dir"]
     ]
-    header = ("WORKER", "PID", "STATE", "PORT", "UPTIME", "RESTARTS", "CONNECTIONS", "MEETINGS", "HEARTBEAT")
+    header = (
+        "WORKER",
+        "PID",
+        "STATE",
+        "PORT",
+        "UPTIME",
+        "RESTARTS",
+        "CONNECTIONS",
+        "MEETINGS",
+        "RING-LAG",
+        "HEARTBEAT",
+    )
     rows = [header]
     for worker in report["workers"]:
         age = worker["heartbeat_age_s"]
@@ -137,6 +152,7 @@ def render(report: dict[str, Any]) -> str:
                 str(worker["restarts"]),
                 str(worker["connections"]),
                 str(worker["meetings"]),
+                str(worker["ring_lag"]),
                 "-" if age is None else f"{age:.1f}s ago",
             )
         )

@@ -10,15 +10,20 @@ The segment's name is derived from the data directory (`segment_name`), so a ser
 pointed at the same directory meet without further configuration. It is created mode 0600: only the
 server's user reads it.
 
-Layout: 8-byte little-endian words, a 64-byte header and one 64-byte slot per worker.
+Layout: 8-byte little-endian words, a 128-byte header and one 128-byte slot per worker (two cache lines
+each, so workers never share one).
 
     header  magic, version, slots, supervisor pid, supervisor start, supervisor heartbeat,
-            heartbeat timeout (ns), reserved
-    slot k  pid, state, start, heartbeat, restarts, connections, meetings, port
+            heartbeat timeout (ns), reserved...
+    slot k  pid, state, start, heartbeat, restarts, connections, meetings, port, ring lag, reserved...
+
+`meetings` counts the meetings whose state machine the worker runs (with several workers: the meetings it
+owns); `ring lag` is how many records the worker has yet to read from the other workers' media rings,
+summed (0 when it follows none).
 
 Times are monotonic nanoseconds. Every field has one writer at a time: the supervisor writes the header and
-a slot's pid, state, start, restarts and port; the worker writes its heartbeat, connections and meetings
-(the supervisor zeroes them before it starts the worker's process). The one overlap is harmless: a worker
+a slot's pid, state, start, restarts and port; the worker writes its heartbeat, connections, meetings and
+ring lag (the supervisor zeroes them before it starts the worker's process). The one overlap is harmless: a worker
 that begins draining writes DRAINING, which the supervisor wrote too if the SIGTERM came from it. Each word is written and read
 with one aligned 8-byte access, so no single value is ever torn; a snapshot of several fields is not atomic
 as a whole, which is good enough for liveness and for a status display.
@@ -41,11 +46,22 @@ BEAT_INTERVAL_S: Final = 0.25
 """How often a worker writes its heartbeat."""
 
 _MAGIC: Final = int.from_bytes(b"DTBEAT01", "little")
-_VERSION: Final = 1
-_WORDS: Final = 8
-"""Words per header and per slot (64 bytes: one cache line each, so workers never share a line)."""
+_VERSION: Final = 2
+_WORDS: Final = 16
+"""Words per header and per slot (128 bytes), room to add fields without moving the others."""
 _H_MAGIC, _H_VERSION, _H_SLOTS, _H_PID, _H_STARTED, _H_BEAT, _H_TIMEOUT = range(7)
-_S_PID, _S_STATE, _S_STARTED, _S_BEAT, _S_RESTARTS, _S_CONNECTIONS, _S_MEETINGS, _S_PORT = range(_WORDS)
+(
+    _S_PID,
+    _S_STATE,
+    _S_STARTED,
+    _S_BEAT,
+    _S_RESTARTS,
+    _S_CONNECTIONS,
+    _S_MEETINGS,
+    _S_PORT,
+    _S_RING_LAG,
+) = range(9)
+_SLOT_FIELDS: Final = 9
 MAX_SLOTS: Final = 4096
 
 
@@ -86,6 +102,7 @@ class WorkerRecord(NamedTuple):
     connections: int
     meetings: int
     port: int
+    ring_lag: int
 
 
 class TableSnapshot(NamedTuple):
@@ -185,6 +202,7 @@ class HeartbeatTable:
         self._words[base + _S_BEAT] = 0
         self._words[base + _S_CONNECTIONS] = 0
         self._words[base + _S_MEETINGS] = 0
+        self._words[base + _S_RING_LAG] = 0
         self._words[base + _S_STARTED] = now_ns
         self._words[base + _S_RESTARTS] = restarts
         self._words[base + _S_PID] = pid
@@ -202,10 +220,11 @@ class HeartbeatTable:
 
     # --- the worker's side -----------------------------------------------------------------------------
 
-    def beat(self, index: int, now_ns: int, *, connections: int, meetings: int) -> None:
+    def beat(self, index: int, now_ns: int, *, connections: int, meetings: int, ring_lag: int) -> None:
         base = self._slot(index)
         self._words[base + _S_CONNECTIONS] = connections
         self._words[base + _S_MEETINGS] = meetings
+        self._words[base + _S_RING_LAG] = ring_lag
         self._words[base + _S_BEAT] = now_ns
 
     # --- readers ---------------------------------------------------------------------------------------
@@ -215,9 +234,13 @@ class HeartbeatTable:
         workers = []
         for index in range(self.slots):
             base = _WORDS * (1 + index)
-            pid, state, started, beat, restarts, connections, meetings, port = words[base : base + _WORDS]
+            pid, state, started, beat, restarts, connections, meetings, port, lag = words[
+                base : base + _SLOT_FIELDS
+            ]
             workers.append(
-                WorkerRecord(index, pid, _state(state), started, beat, restarts, connections, meetings, port)
+                WorkerRecord(
+                    index, pid, _state(state), started, beat, restarts, connections, meetings, port, lag
+                )
             )
         return TableSnapshot(
             words[_H_PID], words[_H_STARTED], words[_H_BEAT], words[_H_TIMEOUT], tuple(workers)

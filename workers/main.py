@@ -96,11 +96,16 @@ def _attach_table(config: Config, index: int) -> HeartbeatTable | None:
 
 
 async def _beat(table: HeartbeatTable, index: int, server: WorkerServer) -> None:
-    """Writes the heartbeat and load every BEAT_INTERVAL_S until cancelled."""
+    """Writes the heartbeat and load every BEAT_INTERVAL_S until cancelled. The ring lag is the server's
+    `dump()["ring_lag"]` when it follows other workers' media rings (records not yet read), else 0."""
     while True:
         state = server.dump()
         table.beat(
-            index, time.monotonic_ns(), connections=state["connections"], meetings=len(state["meetings"])
+            index,
+            time.monotonic_ns(),
+            connections=state["connections"],
+            meetings=len(state["meetings"]),
+            ring_lag=state.get("ring_lag", 0),
         )
         await asyncio.sleep(BEAT_INTERVAL_S)
 

@@ -40,7 +40,7 @@ def test_a_worker_beat_and_the_supervisor_fields_read_back_through_another_mappi
         supervisor.supervisor_beat(5_000)
         with HeartbeatTable.attach(name) as worker:
             assert worker.slots == 3
-            worker.beat(1, 3_000, connections=12, meetings=2)
+            worker.beat(1, 3_000, connections=12, meetings=2, ring_lag=40)
         supervisor.set_state(1, WorkerState.RUNNING)
         assert supervisor.beat_ns(1) == 3_000
         with HeartbeatTable.attach(name) as reader:
@@ -58,14 +58,15 @@ def test_a_worker_beat_and_the_supervisor_fields_read_back_through_another_mappi
         connections=12,
         meetings=2,
         port=4434,
+        ring_lag=40,
     )
-    assert snapshot.workers[0] == WorkerRecord(0, 0, WorkerState.EMPTY, 0, 0, 0, 0, 0, 0)
+    assert snapshot.workers[0] == WorkerRecord(0, 0, WorkerState.EMPTY, 0, 0, 0, 0, 0, 0, 0)
 
 
 def test_a_new_process_in_a_slot_starts_with_no_heartbeat_and_no_load(name: str) -> None:
     with HeartbeatTable.create(name, 1, supervisor_pid=1, now_ns=0, heartbeat_timeout_ns=1) as table:
         table.worker_spawned(0, pid=10, now_ns=100, restarts=0)
-        table.beat(0, 200, connections=5, meetings=1)
+        table.beat(0, 200, connections=5, meetings=1, ring_lag=9)
         table.worker_spawned(0, pid=11, now_ns=300, restarts=1)
         record = table.snapshot().workers[0]
     assert (record.pid, record.state, record.beat_ns, record.connections, record.meetings) == (
@@ -75,24 +76,32 @@ def test_a_new_process_in_a_slot_starts_with_no_heartbeat_and_no_load(name: str)
         0,
         0,
     )
+    assert record.ring_lag == 0
     assert (record.started_ns, record.restarts) == (300, 1)
 
 
-@given(pid=WORD, beat=WORD, connections=WORD, meetings=WORD)
-def test_every_64_bit_value_survives(pid: int, beat: int, connections: int, meetings: int) -> None:
+@given(pid=WORD, beat=WORD, connections=WORD, meetings=WORD, lag=WORD)
+def test_every_64_bit_value_survives(pid: int, beat: int, connections: int, meetings: int, lag: int) -> None:
     name = f"/darktower-test-{uuid.uuid4().hex[:12]}"
     try:
         with HeartbeatTable.create(name, 1, supervisor_pid=pid, now_ns=0, heartbeat_timeout_ns=0) as table:
-            table.beat(0, beat, connections=connections, meetings=meetings)
+            table.beat(0, beat, connections=connections, meetings=meetings, ring_lag=lag)
             snapshot = table.snapshot()
     finally:
         HeartbeatTable.unlink(name)
     record = snapshot.workers[0]
-    assert (snapshot.supervisor_pid, record.beat_ns, record.connections, record.meetings) == (
+    assert (
+        snapshot.supervisor_pid,
+        record.beat_ns,
+        record.connections,
+        record.meetings,
+        record.ring_lag,
+    ) == (
         pid,
         beat,
         connections,
         meetings,
+        lag,
     )
 
 
@@ -110,10 +119,10 @@ def test_creating_a_table_that_exists_fails(name: str) -> None:
 
 
 def test_a_segment_that_is_not_a_table_is_refused(name: str) -> None:
-    segment = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=192)
-    os.write(segment.fd, b"not a heartbeat table".ljust(192, b"\0"))
+    segment = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=384)
+    os.write(segment.fd, b"not a heartbeat table".ljust(384, b"\0"))
     segment.close_fd()
-    with pytest.raises(HeartbeatError, match="is not a version-1 heartbeat table"):
+    with pytest.raises(HeartbeatError, match="is not a version-2 heartbeat table"):
         HeartbeatTable.attach(name)
 
 
@@ -128,7 +137,7 @@ def test_a_worker_index_beyond_the_table_is_refused(name: str) -> None:
         HeartbeatTable.create(name, 2, supervisor_pid=1, now_ns=0, heartbeat_timeout_ns=1) as table,
         pytest.raises(HeartbeatError, match="worker 2 has no slot in a table of 2"),
     ):
-        table.beat(2, 1, connections=0, meetings=0)
+        table.beat(2, 1, connections=0, meetings=0, ring_lag=0)
 
 
 def test_the_name_depends_only_on_the_resolved_data_directory(

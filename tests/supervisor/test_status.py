@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -32,7 +33,7 @@ def _table(data_dir: Path, supervisor_pid: int, now_ns: int) -> HeartbeatTable:
     table.worker_spawned(0, pid=1234, now_ns=now_ns, restarts=2)
     table.set_port(0, 4433)
     table.set_state(0, WorkerState.RUNNING)
-    table.beat(0, now_ns, connections=7, meetings=3)
+    table.beat(0, now_ns, connections=7, meetings=3, ring_lag=12)
     table.worker_spawned(1, pid=1240, now_ns=now_ns, restarts=0)
     table.set_state(1, WorkerState.RESTARTING)
     return table
@@ -56,6 +57,7 @@ def test_json_lists_every_worker(data_dir: Path, capsys: pytest.CaptureFixture[s
         "restarts": 2,
         "connections": 7,
         "meetings": 3,
+        "ring_lag": 12,
     }
     assert first["uptime_s"] >= 90
     assert first["heartbeat_age_s"] >= 90
@@ -67,8 +69,15 @@ def test_json_lists_every_worker(data_dir: Path, capsys: pytest.CaptureFixture[s
     )
 
 
-def test_the_table_has_a_row_per_worker(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with _table(data_dir, os.getpid(), time.monotonic_ns() - 3725 * 10**9):
+def test_the_table_has_a_row_per_worker(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The status is read 3725 s after the table was written (the clock moves on, not back: a young machine's
+    # monotonic clock may be below 3725 s).
+    start = time.monotonic_ns()
+    later = SimpleNamespace(monotonic_ns=lambda: start + 3725 * 10**9)
+    with _table(data_dir, os.getpid(), start):
+        monkeypatch.setattr("darktower.supervisor.status.time", later)
         assert main(["status", "--data-dir", str(data_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"supervisor pid {os.getpid()}, up 1h02m, data directory {data_dir}"
@@ -81,10 +90,23 @@ def test_the_table_has_a_row_per_worker(data_dir: Path, capsys: pytest.CaptureFi
         "RESTARTS",
         "CONNECTIONS",
         "MEETINGS",
+        "RING-LAG",
         "HEARTBEAT",
     ]
-    assert lines[2].split() == ["0", "1234", "running", "4433", "1h02m", "2", "7", "3", "3725.0s", "ago"]
-    assert lines[3].split() == ["1", "1240", "restarting", "-", "-", "0", "0", "0", "-"]
+    assert lines[2].split() == [
+        "0",
+        "1234",
+        "running",
+        "4433",
+        "1h02m",
+        "2",
+        "7",
+        "3",
+        "12",
+        "3725.0s",
+        "ago",
+    ]
+    assert lines[3].split() == ["1", "1240", "restarting", "-", "-", "0", "0", "0", "0", "-"]
 
 
 def test_no_server_is_a_clear_error(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
