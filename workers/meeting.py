@@ -196,6 +196,16 @@ class Meeting:
         self.tracks: dict[int, Track] = {}
         self._next_track_id = 1
 
+    @property
+    def next_track_id(self) -> int:
+        """The id the next published track gets."""
+        return self._next_track_id
+
+    def reserve_track_ids(self, next_track_id: int) -> None:
+        """Ids below `next_track_id` were given out before (by an owner worker that restarted, whose tracks are
+        being re-registered): they are never given again."""
+        self._next_track_id = max(self._next_track_id, next_track_id)
+
     def _log_extra(self, member: Member) -> dict[str, Any]:
         return {"meeting_id": self.meeting_id, "participant_id": member.participant_id}
 
