@@ -29,6 +29,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_REPLACED: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
     ERROR_CODE_UNKNOWN_PARTICIPANT: _ClassVar[ErrorCode]
+    ERROR_CODE_E2EE_REQUIRED: _ClassVar[ErrorCode]
 TRACK_KIND_UNSPECIFIED: TrackKind
 TRACK_KIND_AUDIO: TrackKind
 TRACK_KIND_VIDEO: TrackKind
@@ -46,6 +47,7 @@ ERROR_CODE_ALREADY_JOINED: ErrorCode
 ERROR_CODE_REPLACED: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
 ERROR_CODE_UNKNOWN_PARTICIPANT: ErrorCode
+ERROR_CODE_E2EE_REQUIRED: ErrorCode
 
 class ClientMessage(_message.Message):
     __slots__ = ("request_id", "join", "publish", "unpublish", "subscribe", "unsubscribe", "ping", "leave", "request_keyframe", "key_message")

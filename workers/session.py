@@ -248,6 +248,12 @@ class Session:
             grant = self._verifier.verify(join.token, meeting_id=self.meeting_id, now=now_us / 1_000_000)
         except TokenError as exc:
             return self._fatal(request_id, _TOKEN_ERRORS[exc.problem], str(exc))
+        if grant.e2ee_required and not join.e2ee:
+            return self._fatal(
+                request_id,
+                pb.ERROR_CODE_E2EE_REQUIRED,
+                f"meeting {self.meeting_id!r} requires end-to-end encrypted media; join with e2ee",
+            )
         meeting = self._meeting_for(self.meeting_id)
         try:
             member, actions = meeting.join(self.session, request_id, grant, e2ee=join.e2ee)
