@@ -13,6 +13,13 @@ class TrackKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRACK_KIND_AUDIO: _ClassVar[TrackKind]
     TRACK_KIND_VIDEO: _ClassVar[TrackKind]
 
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_HOST: _ClassVar[Role]
+    ROLE_PARTICIPANT: _ClassVar[Role]
+    ROLE_VIEWER: _ClassVar[Role]
+
 class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ERROR_CODE_UNSPECIFIED: _ClassVar[ErrorCode]
@@ -30,9 +37,17 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
     ERROR_CODE_UNKNOWN_PARTICIPANT: _ClassVar[ErrorCode]
     ERROR_CODE_E2EE_REQUIRED: _ClassVar[ErrorCode]
+    ERROR_CODE_PERMISSION_DENIED: _ClassVar[ErrorCode]
+    ERROR_CODE_REMOVED: _ClassVar[ErrorCode]
+    ERROR_CODE_MEETING_LOCKED: _ClassVar[ErrorCode]
+    ERROR_CODE_ENDED: _ClassVar[ErrorCode]
 TRACK_KIND_UNSPECIFIED: TrackKind
 TRACK_KIND_AUDIO: TrackKind
 TRACK_KIND_VIDEO: TrackKind
+ROLE_UNSPECIFIED: Role
+ROLE_HOST: Role
+ROLE_PARTICIPANT: Role
+ROLE_VIEWER: Role
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_MALFORMED: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
@@ -48,9 +63,13 @@ ERROR_CODE_REPLACED: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
 ERROR_CODE_UNKNOWN_PARTICIPANT: ErrorCode
 ERROR_CODE_E2EE_REQUIRED: ErrorCode
+ERROR_CODE_PERMISSION_DENIED: ErrorCode
+ERROR_CODE_REMOVED: ErrorCode
+ERROR_CODE_MEETING_LOCKED: ErrorCode
+ERROR_CODE_ENDED: ErrorCode
 
 class ClientMessage(_message.Message):
-    __slots__ = ("request_id", "join", "publish", "unpublish", "subscribe", "unsubscribe", "ping", "leave", "request_keyframe", "key_message")
+    __slots__ = ("request_id", "join", "publish", "unpublish", "subscribe", "unsubscribe", "ping", "leave", "request_keyframe", "key_message", "host_action")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     JOIN_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +80,7 @@ class ClientMessage(_message.Message):
     LEAVE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_KEYFRAME_FIELD_NUMBER: _ClassVar[int]
     KEY_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HOST_ACTION_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     join: Join
     publish: PublishTrack
@@ -71,10 +91,11 @@ class ClientMessage(_message.Message):
     leave: Leave
     request_keyframe: RequestKeyframe
     key_message: KeyMessage
-    def __init__(self, request_id: _Optional[int] = ..., join: _Optional[_Union[Join, _Mapping]] = ..., publish: _Optional[_Union[PublishTrack, _Mapping]] = ..., unpublish: _Optional[_Union[UnpublishTrack, _Mapping]] = ..., subscribe: _Optional[_Union[Subscribe, _Mapping]] = ..., unsubscribe: _Optional[_Union[Unsubscribe, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., request_keyframe: _Optional[_Union[RequestKeyframe, _Mapping]] = ..., key_message: _Optional[_Union[KeyMessage, _Mapping]] = ...) -> None: ...
+    host_action: HostAction
+    def __init__(self, request_id: _Optional[int] = ..., join: _Optional[_Union[Join, _Mapping]] = ..., publish: _Optional[_Union[PublishTrack, _Mapping]] = ..., unpublish: _Optional[_Union[UnpublishTrack, _Mapping]] = ..., subscribe: _Optional[_Union[Subscribe, _Mapping]] = ..., unsubscribe: _Optional[_Union[Unsubscribe, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., request_keyframe: _Optional[_Union[RequestKeyframe, _Mapping]] = ..., key_message: _Optional[_Union[KeyMessage, _Mapping]] = ..., host_action: _Optional[_Union[HostAction, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("request_id", "join_response", "publish_response", "ack", "pong", "error", "participant_joined", "participant_left", "track_published", "track_unpublished", "keyframe_request", "notice", "key_message_received")
+    __slots__ = ("request_id", "join_response", "publish_response", "ack", "pong", "error", "participant_joined", "participant_left", "track_published", "track_unpublished", "keyframe_request", "notice", "key_message_received", "muted")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     JOIN_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +109,7 @@ class ServerMessage(_message.Message):
     KEYFRAME_REQUEST_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
     KEY_MESSAGE_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    MUTED_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     join_response: JoinResponse
     publish_response: PublishResponse
@@ -101,7 +123,8 @@ class ServerMessage(_message.Message):
     keyframe_request: KeyframeRequest
     notice: Notice
     key_message_received: KeyMessageReceived
-    def __init__(self, request_id: _Optional[int] = ..., join_response: _Optional[_Union[JoinResponse, _Mapping]] = ..., publish_response: _Optional[_Union[PublishResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., participant_joined: _Optional[_Union[ParticipantJoined, _Mapping]] = ..., participant_left: _Optional[_Union[ParticipantLeft, _Mapping]] = ..., track_published: _Optional[_Union[TrackPublished, _Mapping]] = ..., track_unpublished: _Optional[_Union[TrackUnpublished, _Mapping]] = ..., keyframe_request: _Optional[_Union[KeyframeRequest, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ..., key_message_received: _Optional[_Union[KeyMessageReceived, _Mapping]] = ...) -> None: ...
+    muted: Muted
+    def __init__(self, request_id: _Optional[int] = ..., join_response: _Optional[_Union[JoinResponse, _Mapping]] = ..., publish_response: _Optional[_Union[PublishResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., participant_joined: _Optional[_Union[ParticipantJoined, _Mapping]] = ..., participant_left: _Optional[_Union[ParticipantLeft, _Mapping]] = ..., track_published: _Optional[_Union[TrackPublished, _Mapping]] = ..., track_unpublished: _Optional[_Union[TrackUnpublished, _Mapping]] = ..., keyframe_request: _Optional[_Union[KeyframeRequest, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ..., key_message_received: _Optional[_Union[KeyMessageReceived, _Mapping]] = ..., muted: _Optional[_Union[Muted, _Mapping]] = ...) -> None: ...
 
 class Join(_message.Message):
     __slots__ = ("token", "e2ee")
@@ -163,19 +186,43 @@ class KeyMessage(_message.Message):
     payload: bytes
     def __init__(self, to_participant_ids: _Optional[_Iterable[str]] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
+class HostAction(_message.Message):
+    __slots__ = ("kind", "participant_id")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[HostAction.Kind]
+        KIND_MUTE: _ClassVar[HostAction.Kind]
+        KIND_REMOVE: _ClassVar[HostAction.Kind]
+        KIND_LOCK: _ClassVar[HostAction.Kind]
+        KIND_UNLOCK: _ClassVar[HostAction.Kind]
+        KIND_END: _ClassVar[HostAction.Kind]
+    KIND_UNSPECIFIED: HostAction.Kind
+    KIND_MUTE: HostAction.Kind
+    KIND_REMOVE: HostAction.Kind
+    KIND_LOCK: HostAction.Kind
+    KIND_UNLOCK: HostAction.Kind
+    KIND_END: HostAction.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: HostAction.Kind
+    participant_id: str
+    def __init__(self, kind: _Optional[_Union[HostAction.Kind, str]] = ..., participant_id: _Optional[str] = ...) -> None: ...
+
 class Participant(_message.Message):
-    __slots__ = ("participant_id", "display_name", "can_publish", "can_subscribe", "e2ee")
+    __slots__ = ("participant_id", "display_name", "can_publish", "can_subscribe", "e2ee", "role")
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     CAN_PUBLISH_FIELD_NUMBER: _ClassVar[int]
     CAN_SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     E2EE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     participant_id: str
     display_name: str
     can_publish: bool
     can_subscribe: bool
     e2ee: bool
-    def __init__(self, participant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., can_publish: _Optional[bool] = ..., can_subscribe: _Optional[bool] = ..., e2ee: _Optional[bool] = ...) -> None: ...
+    role: Role
+    def __init__(self, participant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., can_publish: _Optional[bool] = ..., can_subscribe: _Optional[bool] = ..., e2ee: _Optional[bool] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...
 
 class Track(_message.Message):
     __slots__ = ("track_id", "participant_id", "kind", "codec", "label")
@@ -282,6 +329,14 @@ class KeyMessageReceived(_message.Message):
     from_participant_id: str
     payload: bytes
     def __init__(self, from_participant_id: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class Muted(_message.Message):
+    __slots__ = ("by_participant_id", "track_ids")
+    BY_PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACK_IDS_FIELD_NUMBER: _ClassVar[int]
+    by_participant_id: str
+    track_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, by_participant_id: _Optional[str] = ..., track_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Notice(_message.Message):
     __slots__ = ("kind", "message", "reconnect_url")
