@@ -2,6 +2,8 @@
 bodies, the caller's address and bearer token, and how the layers' errors become responses.
 
 Errors of the layers below map onto one status and code each, so no route has to remember them:
+`invalid_request` (422, also for parameters FastAPI itself validates), `internal_error` (500: a bug, logged
+with its traceback; the body never carries details),
 `store_unavailable` (503, PostgreSQL or Redis cannot be reached now: try again),
 `rate_limited` (429 with `Retry-After`), `rate_limiter_unavailable` (503, when configured to refuse while
 the limiter's store is down), `token_expired` / `invalid_token` (401 with `WWW-Authenticate: Bearer`).
@@ -11,15 +13,18 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Final, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from darktower.control.access_tokens import AccessTokenError
+from darktower.control.metrics import note_error_code
 from darktower.control.ratelimit import RateLimitedError, RateLimiterUnavailableError
 from darktower.control.schemas import RequestBody, describe_validation_error
 from darktower.control.store import ControlError, StoreUnavailableError
@@ -44,8 +49,16 @@ class ApiError(ControlError):
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    request: Request | None = None,
 ) -> JSONResponse:
+    """The refusal's response; with `request`, its code is also counted by `/metrics`."""
+    if request is not None:
+        note_error_code(request.scope, code)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
@@ -57,6 +70,8 @@ def install_error_handlers(app: FastAPI) -> None:
         AccessTokenError: _access_token_refused,
         RateLimitedError: _rate_limited,
         RateLimiterUnavailableError: _rate_limiter_unavailable,
+        RequestValidationError: _invalid_parameters,
+        Exception: _internal_error,
     }
     for kind, handler in handlers.items():
         app.add_exception_handler(kind, handler)  # type: ignore[arg-type]
@@ -108,33 +123,52 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def _api_error(_request: Request, exc: ApiError) -> Response:
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return error_response(exc.status, exc.code, exc.message, exc.headers, request=request)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 404:
-        return error_response(404, "not_found", f"nothing at {request.url.path}")
+        return error_response(404, "not_found", f"nothing at {request.url.path}", request=request)
     if exc.status_code == 405:
-        return error_response(405, "method_not_allowed", f"{request.method} is not allowed here")
-    return error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
+        return error_response(
+            405, "method_not_allowed", f"{request.method} is not allowed here", exc.headers, request=request
+        )
+    return error_response(
+        exc.status_code, f"http_{exc.status_code}", str(exc.detail), exc.headers, request=request
+    )
 
 
 async def _store_unavailable(request: Request, exc: StoreUnavailableError) -> Response:
     log.warning("%s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, "store_unavailable", f"{exc}; try again shortly")
+    return error_response(503, "store_unavailable", f"{exc}; try again shortly", request=request)
 
 
-async def _access_token_refused(_request: Request, exc: AccessTokenError) -> Response:
+async def _access_token_refused(request: Request, exc: AccessTokenError) -> Response:
     code = "token_expired" if exc.expired else "invalid_token"
     challenge = f'Bearer error="invalid_token", error_description="{code}"'
-    return error_response(401, code, str(exc), {"WWW-Authenticate": challenge})
+    return error_response(401, code, str(exc), {"WWW-Authenticate": challenge}, request=request)
 
 
-async def _rate_limited(_request: Request, exc: RateLimitedError) -> Response:
+async def _rate_limited(request: Request, exc: RateLimitedError) -> Response:
     retry_after = max(1, math.ceil(exc.retry_after_s))
-    return error_response(429, "rate_limited", str(exc), {"Retry-After": str(retry_after)})
+    return error_response(429, "rate_limited", str(exc), {"Retry-After": str(retry_after)}, request=request)
 
 
-async def _rate_limiter_unavailable(_request: Request, exc: RateLimiterUnavailableError) -> Response:
-    return error_response(503, "rate_limiter_unavailable", str(exc))
+async def _rate_limiter_unavailable(request: Request, exc: RateLimiterUnavailableError) -> Response:
+    return error_response(503, "rate_limiter_unavailable", str(exc), request=request)
+
+
+async def _invalid_parameters(request: Request, exc: RequestValidationError) -> Response:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return error_response(422, "invalid_request", "; ".join(parts) or "invalid request", request=request)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        500, "internal_error", "the server failed to answer this request; it has been logged", request=request
+    )

@@ -180,8 +180,8 @@ async def _finish_oidc(auth: AuthService, client: OidcClient, request: Request, 
 
 
 def _refusal(status: int, code: str) -> Callable[[Request, Exception], Awaitable[Response]]:
-    async def handle(_request: Request, exc: Exception) -> Response:
-        return error_response(status, code, str(exc))
+    async def handle(request: Request, exc: Exception) -> Response:
+        return error_response(status, code, str(exc), request=request)
 
     return handle
 
