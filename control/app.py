@@ -32,12 +32,15 @@ from starlette.types import Scope
 
 from darktower.control.access_tokens import AccessTokens
 from darktower.control.accounts import AccountStore, InMemoryAccountStore
+from darktower.control.admin_api import LiveMeetingsSource, add_admin_routes
 from darktower.control.api_common import ApiError, bearer_token, client_ip, install_error_handlers, parse_body
 from darktower.control.auth import AuthService
 from darktower.control.auth_api import add_auth_routes
 from darktower.control.ephemeral import EphemeralStore
 from darktower.control.memory_ephemeral import InMemoryEphemeralStore
+from darktower.control.metrics import ControlMetrics, install_metrics
 from darktower.control.oidc import OidcClient
+from darktower.control.openapi_doc import document_api
 from darktower.control.passwords import PasswordHasher
 from darktower.control.ratelimit import RateLimiter
 from darktower.control.schemas import (
@@ -87,13 +90,17 @@ def create_app(
     ephemeral: EphemeralStore | None = None,
     access_tokens: AccessTokens | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: ControlMetrics | None = None,
+    live_meetings: LiveMeetingsSource | None = None,
 ) -> FastAPI:
     """The API over `store` and `accounts`; join tokens from `signer`, access tokens from `access_tokens`;
     rate limits and OIDC sign-in state in `ephemeral`; URLs name `quic_port` on `server.advertised_host`, or,
     when the workers listen on a port each (`owner_ports[k]` is worker k's), the port of the meeting's owner.
 
     Left out, `accounts` are kept in memory, `ephemeral` is in-process, and access tokens are signed with
-    a key made for this app (they are then valid only here): what a test or a single process needs."""
+    a key made for this app (they are then valid only here): what a test or a single process needs.
+    `metrics` (a fresh set by default) is served at `/metrics`; `live_meetings` feeds the admin view of
+    live meetings (`darktower.control.admin_api`; without it that view answers 503)."""
     app = FastAPI(title="Dark Tower control plane", docs_url=None, redoc_url=None, redirect_slashes=False)
     media_host = f"https://{url_host(config.server.advertised_host)}"
     ephemeral = ephemeral if ephemeral is not None else InMemoryEphemeralStore()
@@ -115,6 +122,8 @@ def create_app(
 
     install_error_handlers(app)
     add_auth_routes(app, auth=auth, limiter=limiter, oidc=oidc)
+    add_admin_routes(app, auth=auth, admins=config.auth.admins, live=live_meetings)
+    install_metrics(app, metrics or ControlMetrics())
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -164,6 +173,7 @@ def create_app(
             expires_at=datetime.fromtimestamp(grant.expires_at, UTC).isoformat(),
         )
 
+    document_api(app)
     web_root = web_root_for(config)
     if web_root is not None:
         app.mount("/", _WebApp(directory=web_root, html=True), name="web")
