@@ -22,7 +22,8 @@ class SendDatagram:
     """Send the audio frame `data` as one datagram to each session."""
 
     sessions: tuple[int, ...]
-    data: bytes
+    data: bytes | memoryview
+    """A view (into another worker's media ring) is valid only until the action has been carried out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class SendVideo:
     sessions: tuple[int, ...]
     track_id: int
     group: int
-    data: bytes
+    data: bytes | memoryview
     starts_group: bool
 
 

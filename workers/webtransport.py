@@ -182,7 +182,7 @@ class ServerSession:
 
     # --- sending (each returns False when the data was dropped: session or stream gone, or too large) -----
 
-    def send_datagram(self, data: bytes) -> bool:
+    def send_datagram(self, data: bytes | memoryview) -> bool:
         quic = self._quic
         if (
             self.closed
@@ -218,11 +218,13 @@ class ServerSession:
         self._batch.mark(self._protocol)
         return stream
 
-    def write(self, stream: OutgoingStream, data: bytes, end_stream: bool = False) -> bool:
+    def write(self, stream: OutgoingStream, data: bytes | memoryview, end_stream: bool = False) -> bool:
+        """`data` may be a view that is valid only during this call: aioquic copies it into the stream's
+        send buffer (its annotation says bytes; any bytes-like object works)."""
         if self.closed:
             return False
         try:
-            self._quic.send_stream_data(stream.stream_id, data, end_stream)
+            self._quic.send_stream_data(stream.stream_id, cast("bytes", data), end_stream)
         except (ValueError, RuntimeError):
             self._outgoing.pop(stream.stream_id, None)
             return False

@@ -192,7 +192,7 @@ class World:
                 assert action.sessions, "fan-out to nobody"
                 assert len(set(action.sessions)) == len(action.sessions)
                 for session in action.sessions:
-                    self.datagrams[session].append(action.data)
+                    self.datagrams[session].append(bytes(action.data))
             elif isinstance(action, SendVideo):
                 self._send_video(action)
             elif isinstance(action, EndVideoGroup):
@@ -219,7 +219,7 @@ class World:
             else:
                 stream = self._current[key]
                 assert stream.group == action.group
-            stream.frames.append(action.data)
+            stream.frames.append(bytes(action.data))
 
     def video_frames(self, session: int, track_id: int) -> list[list[bytes]]:
         """The frames the session received on each of its streams for the track, stream by stream."""
