@@ -7,7 +7,7 @@ which keeps expiry testable without waiting.
 Claims: `iss` (configured issuer), `aud` ("darktower-media"), `sub` (participant id), `mid` (meeting id),
 `name` (display name), `pub` / `sub_ok` (may publish / may subscribe), `role` (host, participant or
 viewer: what the worker lets it do to others), `e2ee` (the meeting requires end-to-end encrypted media),
-`iat`, `exp`, `jti`.
+`max` (optional: the meeting's own participant limit), `iat`, `exp`, `jti`.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class JoinGrant:
     role: Role = Role.PARTICIPANT
     e2ee_required: bool = False
     """The meeting admits only clients that encrypt their media end to end."""
+    max_participants: int = 0
+    """The meeting's own participant limit (0: only the worker's `limits.max_participants_per_meeting`)."""
 
 
 class TokenSigner:
@@ -88,6 +90,7 @@ class TokenSigner:
         now: float,
         role: Role = Role.PARTICIPANT,
         e2ee_required: bool = False,
+        max_participants: int = 0,
     ) -> tuple[str, JoinGrant]:
         issued = int(now)
         grant = JoinGrant(
@@ -100,8 +103,9 @@ class TokenSigner:
             token_id=secrets.token_urlsafe(12),
             role=role,
             e2ee_required=e2ee_required,
+            max_participants=max_participants,
         )
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self._issuer,
             "aud": AUDIENCE,
             "sub": participant_id,
@@ -115,6 +119,8 @@ class TokenSigner:
             "exp": grant.expires_at,
             "jti": grant.token_id,
         }
+        if max_participants:
+            claims["max"] = max_participants
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), grant
 
 
@@ -169,6 +175,9 @@ def _grant_from_claims(claims: dict[str, Any]) -> JoinGrant:
             raise TokenError(
                 TokenProblem.INVALID, f"join token claim {name!r} is missing or not a {kind.__name__}"
             )
+    max_participants = claims.get("max", 0)
+    if not isinstance(max_participants, int) or isinstance(max_participants, bool) or max_participants < 0:
+        raise TokenError(TokenProblem.INVALID, "join token claim 'max' is not a non-negative int")
     try:
         role = Role(claims["role"])
     except ValueError:
@@ -185,6 +194,7 @@ def _grant_from_claims(claims: dict[str, Any]) -> JoinGrant:
         token_id=claims["jti"],
         role=role,
         e2ee_required=claims["e2ee"],
+        max_participants=max_participants,
     )
 
 
