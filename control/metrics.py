@@ -11,7 +11,7 @@ tests, never share counts):
 - `darktower_api_errors_total{code}`: every refusal by its error code; `darktower_store_errors_total` counts
   those that were a store being unreachable (`store_unavailable`, `rate_limiter_unavailable`).
 - `darktower_worker_*{worker}` gauges read from the supervisor's heartbeat table at scrape time (state,
-  connections, meetings, restarts, seconds since the last heartbeat), when a server for the same data
+  connections, meetings, ring lag, restarts, seconds since the last heartbeat), when a server for the same data
   directory is running on this machine; without one they are absent, not zero.
 
 Error codes reach the middleware through `note_error_code` (the ASGI scope's state), which the API's error
@@ -180,6 +180,11 @@ class _WorkerCollector(Collector):
                 "darktower_worker_connections", "Open QUIC connections.", labels=["worker"]
             ),
             "meetings": GaugeMetricFamily("darktower_worker_meetings", "Meetings served.", labels=["worker"]),
+            "ring_lag": GaugeMetricFamily(
+                "darktower_worker_ring_lag",
+                "How far the worker reads behind its media ring.",
+                labels=["worker"],
+            ),
             "restarts": GaugeMetricFamily(
                 "darktower_worker_restarts", "Times the worker was replaced.", labels=["worker"]
             ),
@@ -195,6 +200,7 @@ class _WorkerCollector(Collector):
             families["connections"].add_metric(label, record.connections)
             families["meetings"].add_metric(label, record.meetings)
             families["restarts"].add_metric(label, record.restarts)
+            families["ring_lag"].add_metric(label, record.ring_lag)
             if record.beat_ns:
                 families["age"].add_metric(label, max(0, now_ns - record.beat_ns) / 1e9)
         yield from families.values()
