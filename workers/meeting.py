@@ -11,6 +11,13 @@ Rules kept here:
   new subscriber, or one whose group the adapter dropped for lagging, waits for the next group, and the
   publisher is asked for a keyframe (at most once per `KEYFRAME_REQUEST_INTERVAL_US` per track).
 - Key messages (end-to-end encryption) are relayed opaque, to named members of the same meeting only.
+- Roles come from the join grant: a viewer never publishes; only a host may act on others (`host_action`:
+  mute unpublishes the target's audio tracks and tells it `Muted`; remove closes it with `REMOVED` and its
+  participant id cannot join again; lock refuses new participants except hosts; end closes everyone with
+  `ENDED` and refuses later joins). Removals and ends outlive this object (`Oversight.sanctions`); a lock
+  lasts while the meeting has members. The control plane (through the worker's admin channel) acts as a
+  host that is not a member.
+- A grant's `max_participants` (the meeting's own limit) applies when lower than the worker's.
 - Subscriber lists are kept as tuples rebuilt when subscriptions change, so forwarding a frame is one
   action carrying the frame's bytes and that tuple, whatever the number of subscribers.
 """
@@ -22,11 +29,12 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from darktower.core.config import LimitsConfig
-from darktower.core.tokens import JoinGrant
+from darktower.core.tokens import JoinGrant, Role
 from darktower.proto import signaling_pb2 as pb
 from darktower.proto.frame import MAX_U32
 from darktower.workers import messages
 from darktower.workers.actions import Action, EndVideoGroup, SendSignaling, SendVideo
+from darktower.workers.admin_state import REMOVAL_MARGIN_S, Oversight
 from darktower.workers.errors import RequestRefusedError
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,18 @@ KEYFRAME_REQUEST_INTERVAL_US: Final = 1_000_000
 """Least time between two keyframe requests sent to a track's publisher."""
 MAX_NAMED_UNKNOWN: Final = 3
 MAX_NAMED_CHARS: Final = 64
+ROLES: Final[dict[Role, pb.Role]] = {
+    Role.HOST: pb.ROLE_HOST,
+    Role.PARTICIPANT: pb.ROLE_PARTICIPANT,
+    Role.VIEWER: pb.ROLE_VIEWER,
+}
+HOST_ACTIONS: Final = frozenset(pb.HostAction.Kind.values()) - {pb.HostAction.KIND_UNSPECIFIED}
+_REASONS: Final[dict[pb.ParticipantLeft.Reason, str]] = {
+    pb.ParticipantLeft.REASON_UNSPECIFIED: "unspecified",
+    pb.ParticipantLeft.REASON_LEFT: "left",
+    pb.ParticipantLeft.REASON_DISCONNECTED: "disconnected",
+    pb.ParticipantLeft.REASON_REMOVED: "removed",
+}
 """An error about unknown key message recipients names this many, each cut to this length."""
 
 
@@ -45,9 +65,11 @@ class Member:
         "active",
         "can_publish",
         "can_subscribe",
+        "expires_at",
         "info",
         "participant_id",
         "published",
+        "role",
         "session",
         "subscriptions",
     )
@@ -55,14 +77,18 @@ class Member:
     def __init__(self, session: int, grant: JoinGrant, *, e2ee: bool = False) -> None:
         self.session = session
         self.participant_id = grant.participant_id
-        self.can_publish = grant.can_publish
+        self.role = grant.role
+        self.can_publish = grant.can_publish and grant.role is not Role.VIEWER
         self.can_subscribe = grant.can_subscribe
+        self.expires_at = grant.expires_at
+        """When its grant expires (Unix seconds): a removal is remembered until a while after."""
         self.info = pb.Participant(
             participant_id=grant.participant_id,
             display_name=grant.display_name,
-            can_publish=grant.can_publish,
+            can_publish=self.can_publish,
             can_subscribe=grant.can_subscribe,
             e2ee=e2ee,
+            role=ROLES[grant.role],
         )
         self.published: dict[int, Track] = {}
         self.subscriptions: dict[int, Track] = {}
@@ -187,10 +213,22 @@ class Meeting:
     """One meeting on this worker; it exists while it has members (`on_empty` is called when the last
     one goes)."""
 
-    def __init__(self, meeting_id: str, limits: LimitsConfig, on_empty: Callable[[Meeting], None]) -> None:
+    def __init__(
+        self,
+        meeting_id: str,
+        limits: LimitsConfig,
+        on_empty: Callable[[Meeting], None],
+        *,
+        oversight: Oversight | None = None,
+    ) -> None:
+        """`oversight` is shared by the worker's meetings; left out, this meeting keeps its own (its removals
+        and end are then forgotten with it)."""
         self.meeting_id = meeting_id
         self._limits = limits
         self._on_empty = on_empty
+        self._oversight = oversight if oversight is not None else Oversight()
+        self.locked = False
+        """A host locked the meeting: only hosts and members rejoining from a new session get in."""
         self.members: dict[str, Member] = {}
         """By participant id."""
         self.tracks: dict[int, Track] = {}
@@ -215,23 +253,30 @@ class Meeting:
     # --- roster --------------------------------------------------------------------------------------
 
     def join(
-        self, session: int, request_id: int, grant: JoinGrant, *, e2ee: bool = False
+        self, session: int, request_id: int, grant: JoinGrant, *, e2ee: bool = False, now_us: int = 0
     ) -> tuple[Member, list[Action]]:
         """Admits the verified participant: `JoinResponse` to it, `ParticipantJoined` to the others.
-        `e2ee` is what its Join announced, passed on to the others as is."""
+        `e2ee` is what its Join announced, passed on to the others as is. Refusals (fatal): ENDED, REMOVED,
+        MEETING_LOCKED, MEETING_FULL."""
+        self._oversight.sanctions.check_join(self.meeting_id, grant.participant_id, now_us / 1_000_000)
         previous = self.members.get(grant.participant_id)
-        if previous is None and len(self.members) >= self._limits.max_participants_per_meeting:
+        if previous is None and self.locked and grant.role is not Role.HOST:
             raise RequestRefusedError(
-                pb.ERROR_CODE_MEETING_FULL,
-                f"meeting is full ({self._limits.max_participants_per_meeting} participants)",
-                fatal=True,
+                pb.ERROR_CODE_MEETING_LOCKED, "a host locked this meeting: no new participants", fatal=True
+            )
+        limit = self._limits.max_participants_per_meeting
+        if grant.max_participants:
+            limit = min(limit, grant.max_participants)
+        if previous is None and len(self.members) >= limit:
+            raise RequestRefusedError(
+                pb.ERROR_CODE_MEETING_FULL, f"meeting is full ({limit} participants)", fatal=True
             )
         actions: list[Action] = []
         if previous is not None:
             actions += messages.close(
                 previous.session, 0, pb.ERROR_CODE_REPLACED, "this participant joined from another session"
             )
-            actions += self._remove(previous)
+            actions += self._remove(previous, "replaced")
             log.info("session replaced by a new one", extra=self._log_extra(previous))
         member = Member(session, grant, e2ee=e2ee)
         response = pb.JoinResponse(
@@ -249,6 +294,8 @@ class Meeting:
             pb.ServerMessage(participant_joined=pb.ParticipantJoined(participant=member.info)),
         )
         self.members[member.participant_id] = member
+        if self._oversight.journal is not None:
+            self._oversight.journal.joined(self.meeting_id, grant)
         log.info("joined (%d in meeting)", len(self.members), extra=self._log_extra(member))
         return member, actions
 
@@ -256,7 +303,7 @@ class Meeting:
         """Takes the member out (no-op if already out): its tracks are unpublished, the others told."""
         if not member.active:
             return []
-        actions = self._remove(member)
+        actions = self._remove(member, _REASONS[reason])
         actions += messages.broadcast(
             [m.session for m in self.members.values()],
             pb.ServerMessage(
@@ -273,9 +320,11 @@ class Meeting:
             self._on_empty(self)
         return actions
 
-    def _remove(self, member: Member) -> list[Action]:
+    def _remove(self, member: Member, reason: str) -> list[Action]:
         member.active = False
         del self.members[member.participant_id]
+        if self._oversight.journal is not None:
+            self._oversight.journal.left(self.meeting_id, member.participant_id, reason)
         actions: list[Action] = []
         for track in list(member.published.values()):
             actions += self._drop_track(track)
@@ -290,7 +339,12 @@ class Meeting:
         self, member: Member, request_id: int, kind: pb.TrackKind, codec: str, label: str
     ) -> list[Action]:
         if not member.can_publish:
-            raise RequestRefusedError(pb.ERROR_CODE_FORBIDDEN, "this participant may not publish")
+            why = (
+                "a viewer may not publish"
+                if member.role is Role.VIEWER
+                else "this participant may not publish"
+            )
+            raise RequestRefusedError(pb.ERROR_CODE_FORBIDDEN, why)
         limit = self._limits.max_tracks_per_participant
         if len(member.published) >= limit:
             raise RequestRefusedError(pb.ERROR_CODE_FORBIDDEN, f"at most {limit} tracks per participant")
@@ -413,9 +467,131 @@ class Meeting:
         )
         return actions
 
+    # --- host actions --------------------------------------------------------------------------------
+
+    def host_action(
+        self, actor: Member | None, kind: pb.HostAction.Kind, participant_id: str, now_us: int
+    ) -> list[Action]:
+        """Carries out a host's action (`actor` None: the control plane, which needs no role). Raises
+        `RequestRefusedError`: PERMISSION_DENIED when the actor is not a host, UNKNOWN_PARTICIPANT when the
+        target of MUTE or REMOVE is not a member, MALFORMED for an unknown kind."""
+        if actor is not None and actor.role is not Role.HOST:
+            raise RequestRefusedError(pb.ERROR_CODE_PERMISSION_DENIED, "only a host may do that")
+        by = actor.participant_id if actor is not None else ""
+        extra = {"meeting_id": self.meeting_id, "participant_id": by or None, "target": participant_id}
+        log.info(
+            "host action %s", pb.HostAction.Kind.Name(kind) if kind in HOST_ACTIONS else kind, extra=extra
+        )
+        if kind in (pb.HostAction.KIND_LOCK, pb.HostAction.KIND_UNLOCK):
+            self.locked = kind == pb.HostAction.KIND_LOCK
+            return []
+        if kind == pb.HostAction.KIND_END:
+            return self.end(now_us)
+        if kind not in (pb.HostAction.KIND_MUTE, pb.HostAction.KIND_REMOVE):
+            raise RequestRefusedError(pb.ERROR_CODE_MALFORMED, f"unknown host action {kind}")
+        target = self.members.get(participant_id)
+        if target is None:
+            raise RequestRefusedError(
+                pb.ERROR_CODE_UNKNOWN_PARTICIPANT,
+                f"no participant {participant_id[:MAX_NAMED_CHARS]!r} in this meeting",
+            )
+        if kind == pb.HostAction.KIND_MUTE:
+            return self._mute(target, by)
+        self._oversight.sanctions.remove(
+            self.meeting_id, target.participant_id, target.expires_at + REMOVAL_MARGIN_S, now_us / 1_000_000
+        )
+        actions = messages.close(
+            target.session, 0, pb.ERROR_CODE_REMOVED, "a host removed you from the meeting"
+        )
+        return actions + self.leave(target, pb.ParticipantLeft.REASON_REMOVED)
+
+    def _mute(self, target: Member, by: str) -> list[Action]:
+        """Unpublishes the target's audio tracks (the others get `TrackUnpublished`) and tells it `Muted`."""
+        audio = [track for track in target.published.values() if track.kind == pb.TRACK_KIND_AUDIO]
+        actions: list[Action] = []
+        for track in audio:
+            actions += self._drop_track(track)
+        muted = pb.Muted(by_participant_id=by, track_ids=[track.track_id for track in audio])
+        actions.append(messages.send(target.session, pb.ServerMessage(muted=muted)))
+        return actions
+
+    def end(self, now_us: int) -> list[Action]:
+        """Closes every member's session with `ENDED`; later joins are refused (see `Sanctions`)."""
+        self._oversight.sanctions.end(self.meeting_id, now_us / 1_000_000)
+        actions: list[Action] = []
+        for track in self.tracks.values():
+            end = track.close()
+            if end is not None:
+                actions.append(end)
+        self.tracks.clear()
+        members = list(self.members.values())
+        self.members.clear()
+        for member in members:
+            member.active = False
+            member.published.clear()
+            member.subscriptions.clear()
+            if self._oversight.journal is not None:
+                self._oversight.journal.left(self.meeting_id, member.participant_id, "ended")
+            actions += messages.close(member.session, 0, pb.ERROR_CODE_ENDED, "the meeting has ended")
+        log.info("ended (%d participants closed)", len(members), extra={"meeting_id": self.meeting_id})
+        if members:
+            self._on_empty(self)
+        return actions
+
     def dump(self) -> dict[str, Any]:
         return {"participants": list(self.members), "tracks": len(self.tracks)}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Who is in the meeting and what they publish, as JSON-ready values (the admin view)."""
+        return {
+            "meeting_id": self.meeting_id,
+            "locked": self.locked,
+            "participants": [
+                {
+                    "participant_id": member.participant_id,
+                    "display_name": member.info.display_name,
+                    "role": member.role.value,
+                    "e2ee": member.info.e2ee,
+                    "can_publish": member.can_publish,
+                    "can_subscribe": member.can_subscribe,
+                }
+                for member in self.members.values()
+            ],
+            "tracks": [
+                {
+                    "track_id": track.track_id,
+                    "participant_id": track.publisher.participant_id,
+                    "kind": "audio" if track.kind == pb.TRACK_KIND_AUDIO else "video",
+                    "codec": track.info.codec,
+                    "label": track.info.label,
+                    "subscribers": len(track.subscribers),
+                }
+                for track in self.tracks.values()
+            ],
+        }
 
 
 def _ack(member: Member, request_id: int) -> SendSignaling:
     return messages.send(member.session, pb.ServerMessage(request_id=request_id, ack=pb.Ack()))
+
+
+def control_plane_action(
+    meeting: Meeting | None,
+    oversight: Oversight,
+    meeting_id: str,
+    *,
+    kind: pb.HostAction.Kind,
+    participant_id: str,
+    now_us: int,
+) -> list[Action]:
+    """A host action the control plane asks a worker for (through its admin channel), on `meeting` if it is
+    live on the worker. Ending a meeting that is not live still refuses its later joins; the other actions
+    on it raise `RequestRefusedError(UNKNOWN_PARTICIPANT)` (nobody is there to act on)."""
+    if meeting is not None:
+        return meeting.host_action(None, kind, participant_id, now_us)
+    if kind == pb.HostAction.KIND_END:
+        oversight.sanctions.end(meeting_id, now_us / 1_000_000)
+        return []
+    if kind not in HOST_ACTIONS:
+        raise RequestRefusedError(pb.ERROR_CODE_MALFORMED, f"unknown host action {kind}")
+    raise RequestRefusedError(pb.ERROR_CODE_UNKNOWN_PARTICIPANT, f"meeting {meeting_id!r} has nobody here")

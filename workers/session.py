@@ -14,6 +14,8 @@ Sans-I/O, driven by `WorkerCore`. The contract with the client (docs/ARCHITECTUR
 - `KeyMessage` payloads are relayed unread; a session may send `2 * max_participants_per_meeting` of them
   at once (enough to rekey everyone), refilled at `max_participants_per_meeting` per second; one more
   counts as malformed input.
+- `HostAction` is carried out by the meeting (a host's only; see `Meeting.host_action`) and answered with
+  `Ack` before its effects; an unknown kind or an over-long target id counts as malformed input.
 - Media of a session that has not joined is ignored; a frame must belong to a track the session publishes,
   of the transport's kind (audio in datagrams, video on streams), and a video stream must start with the
   keyframe (`object_seq` 0) of its group and hold only that group's frames.
@@ -33,12 +35,13 @@ from darktower.proto.signaling import DelimitedReader, SignalingError, parse_cli
 from darktower.workers import messages
 from darktower.workers.actions import Action, CloseSession, SendDatagram
 from darktower.workers.errors import RequestRefusedError
-from darktower.workers.meeting import Meeting, Member, Track
+from darktower.workers.meeting import HOST_ACTIONS, Meeting, Member, Track
 
 log = logging.getLogger(__name__)
 
 MAX_CODEC_CHARS: Final = 64
 MAX_LABEL_CHARS: Final = 64
+MAX_PARTICIPANT_ID_CHARS: Final = 128
 """Track descriptions are relayed to every member, so their size is bounded."""
 
 _TOKEN_ERRORS: Final[dict[TokenProblem, pb.ErrorCode]] = {
@@ -203,8 +206,8 @@ class Session:
                     actions = [
                         messages.send(self.session, pb.ServerMessage(request_id=request_id, pong=pong))
                     ]
-                case "key_message":
-                    actions = self._key_message(meeting, member, request_id, message.key_message, now_us)
+                case "key_message" | "host_action":
+                    actions = self._about_others(meeting, member, message, now_us)
                 case _:  # "leave", the one body left
                     actions = self._leave(meeting, member, request_id)
         except RequestRefusedError as exc:
@@ -224,6 +227,14 @@ class Session:
             )
         return meeting.publish(member, request_id, publish.kind, publish.codec, publish.label)
 
+    def _about_others(
+        self, meeting: Meeting, member: Member, message: pb.ClientMessage, now_us: int
+    ) -> list[Action]:
+        """A request that concerns other members: a key message to relay, or a host's action."""
+        if message.HasField("key_message"):
+            return self._key_message(meeting, member, message.request_id, message.key_message, now_us)
+        return self._host_action(meeting, member, message.request_id, message.host_action, now_us)
+
     def _key_message(
         self, meeting: Meeting, member: Member, request_id: int, key_message: pb.KeyMessage, now_us: int
     ) -> list[Action]:
@@ -232,6 +243,20 @@ class Session:
         return meeting.relay_key_message(
             member, request_id, list(key_message.to_participant_ids), key_message.payload
         )
+
+    def _host_action(
+        self, meeting: Meeting, member: Member, request_id: int, action: pb.HostAction, now_us: int
+    ) -> list[Action]:
+        if action.kind not in HOST_ACTIONS:
+            return self._malformed_input(request_id, pb.ERROR_CODE_MALFORMED, "unknown host action kind")
+        if len(action.participant_id) > MAX_PARTICIPANT_ID_CHARS:
+            return self._malformed_input(
+                request_id,
+                pb.ERROR_CODE_MALFORMED,
+                f"participant ids are at most {MAX_PARTICIPANT_ID_CHARS} characters",
+            )
+        effects = meeting.host_action(member, action.kind, action.participant_id, now_us)
+        return [messages.send(self.session, pb.ServerMessage(request_id=request_id, ack=pb.Ack())), *effects]
 
     def _leave(self, meeting: Meeting, member: Member, request_id: int) -> list[Action]:
         self.closed = True
@@ -256,7 +281,7 @@ class Session:
             )
         meeting = self._meeting_for(self.meeting_id)
         try:
-            member, actions = meeting.join(self.session, request_id, grant, e2ee=join.e2ee)
+            member, actions = meeting.join(self.session, request_id, grant, e2ee=join.e2ee, now_us=now_us)
         except RequestRefusedError as exc:
             return self._refused(request_id, exc)
         self.meeting, self.member = meeting, member

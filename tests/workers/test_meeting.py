@@ -61,7 +61,11 @@ def test_join_returns_roster_and_tracks_and_tells_the_others(world: World) -> No
     [(body, joined)] = world.events(alice)
     assert body == "participant_joined"
     assert joined.participant == pb.Participant(
-        participant_id="bob", display_name="Bob", can_publish=False, can_subscribe=True
+        participant_id="bob",
+        display_name="Bob",
+        can_publish=False,
+        can_subscribe=True,
+        role=pb.ROLE_PARTICIPANT,
     )
     assert world.events(bob) == []
 
