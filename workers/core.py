@@ -12,14 +12,20 @@ from typing import Any
 
 from darktower.core.config import LimitsConfig
 from darktower.core.tokens import TokenVerifier
+from darktower.proto import signaling_pb2 as pb
 from darktower.workers.actions import Action
+from darktower.workers.admin_state import Oversight
 from darktower.workers.errors import WorkerError
-from darktower.workers.meeting import Meeting
+from darktower.workers.meeting import Meeting, control_plane_action
 from darktower.workers.session import Session
 
 
 class WorkerCore:
-    def __init__(self, *, verifier: TokenVerifier, limits: LimitsConfig) -> None:
+    def __init__(
+        self, *, verifier: TokenVerifier, limits: LimitsConfig, oversight: Oversight | None = None
+    ) -> None:
+        """`oversight`: the removals, ends and join/leave journal shared by this worker's meetings."""
+        self.oversight = oversight if oversight is not None else Oversight()
         self._verifier = verifier
         self._limits = limits
         self._sessions: dict[int, Session] = {}
@@ -79,10 +85,30 @@ class WorkerCore:
             "sessions": len(self._sessions),
         }
 
+    def host_action(
+        self, meeting_id: str, kind: pb.HostAction.Kind, participant_id: str, now_us: int
+    ) -> list[Action]:
+        """A host action from the control plane (`darktower.workers.admin`); `RequestRefusedError` when it
+        cannot be done (see `control_plane_action`)."""
+        return control_plane_action(
+            self._meetings.get(meeting_id),
+            self.oversight,
+            meeting_id,
+            kind=kind,
+            participant_id=participant_id,
+            now_us=now_us,
+        )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The live meetings with their participants and tracks (`Meeting.snapshot`)."""
+        return [meeting.snapshot() for meeting in self._meetings.values()]
+
     def _meeting(self, meeting_id: str) -> Meeting:
         meeting = self._meetings.get(meeting_id)
         if meeting is None:
-            meeting = self._meetings[meeting_id] = Meeting(meeting_id, self._limits, self._forget)
+            meeting = self._meetings[meeting_id] = Meeting(
+                meeting_id, self._limits, self._forget, oversight=self.oversight
+            )
         return meeting
 
     def _forget(self, meeting: Meeting) -> None:
