@@ -1,7 +1,11 @@
 """The control plane process: the API of `darktower.control.app` served by hypercorn.
 
 `control_process` is the child-process entry the supervisor spawns. It listens on `server.host:http_port`
-(port 0 picks a free one), opens the configured durable store (`[store] durable`: SQLite or PostgreSQL, with
+(port 0 picks a free one) for plain HTTP/1.1 and, with `server.https`, on TCP `https_port` for HTTP/1.1 and
+HTTP/2 over TLS (chosen by ALPN) and on UDP `https_port` for HTTP/3 (hypercorn's aioquic integration; every
+response advertises it in `Alt-Svc`), all served by one hypercorn server. TLS uses the workers' certificate:
+the configured one, or the newest self-signed one of the data directory, read at start (a self-signed one
+rotates, so a long-running control plane meant for browsers over HTTPS wants a configured certificate). It opens the configured durable store (`[store] durable`: SQLite or PostgreSQL, with
 its migrations applied; meetings and accounts) and ephemeral store (`[store] ephemeral`: rate limits, OIDC
 sign-in state), and only then reports `{"http_port": <bound port>}` on `ready_conn`, so a
 supervisor that has the message can send requests at once. SIGTERM or SIGINT stops it gracefully. Failing
@@ -22,19 +26,23 @@ from pathlib import Path
 from typing import Any, cast
 
 import uvloop
+from hypercorn.asyncio import run as hypercorn_run
 from hypercorn.asyncio import serve
+from hypercorn.asyncio.udp_server import UDPServer
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.typing import ASGIFramework
 
 from darktower.control.access_tokens import AccessTokens
 from darktower.control.app import create_app
 from darktower.control.backends import open_durable_store, open_ephemeral_store
+from darktower.control.metrics import ControlMetrics, heartbeat_reader
 from darktower.core import logging as dt_logging
 from darktower.core.certs import load_certificate, store_for, utcnow
 from darktower.core.config import Config, from_mapping
 from darktower.core.errors import DarkTowerError
 from darktower.core.tokens import TokenSigner, load_or_create_signing_key, signing_key_path
 from darktower.supervisor.lifeline import exit_with_parent
+from darktower.workers.heartbeat import segment_name
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,81 @@ def listen(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=1024)
 
 
+_FREE_PORT_TRIES = 20
+
+
+class _QuicServer(UDPServer):
+    """hypercorn 0.18's QUIC server, made to stop: upstream's keeps waiting for a datagram after shutdown (so
+    shutdown waits out `graceful_timeout`) and never closes its UDP transport (a leaked socket). This one
+    stops serving when the server terminates and closes its transport."""
+
+    async def run(self) -> None:
+        serving = asyncio.ensure_future(super().run())
+        terminated = asyncio.ensure_future(self.context.terminated.wait())
+        try:
+            await asyncio.wait({serving, terminated}, return_when=asyncio.FIRST_COMPLETED)
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+        finally:
+            terminated.cancel()
+            if self.transport is not None:
+                self.transport.close()
+
+
+hypercorn_run.UDPServer = _QuicServer  # type: ignore[attr-defined]
+
+
+def listen_tcp_and_udp(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A listening TCP socket and a UDP socket on the same `host:port`; with port 0, a number free for both."""
+    for _ in range(_FREE_PORT_TRIES if port == 0 else 1):
+        tcp = listen(host, port)
+        bound = int(tcp.getsockname()[1])
+        family = socket.getaddrinfo(host, bound, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)[0][0]
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            udp.bind((host, bound))
+        except OSError:
+            tcp.close()
+            udp.close()
+            if port != 0:
+                raise
+            continue
+        return tcp, udp
+    raise OSError(f"no port free for both TCP and UDP on {host} after {_FREE_PORT_TRIES} tries")
+
+
+def tls_files(config: Config) -> tuple[Path, Path]:
+    """Certificate and key files of the control plane's TLS: the workers' (see the module docstring)."""
+    if config.tls.certificate:
+        cert = load_certificate(Path(config.tls.certificate), Path(config.tls.private_key))
+    else:
+        store = store_for(
+            config.server.data_dir,
+            config.tls.self_signed_validity_hours,
+            config.tls.rotate_before_expiry_hours,
+        )
+        cert = store.rotate(utcnow())
+    return cert.cert_path, cert.key_path
+
+
+def hypercorn_config(
+    config: Config, plain: socket.socket, secure: tuple[socket.socket, socket.socket] | None
+) -> HypercornConfig:
+    """One hypercorn server over the plain socket and, when given, the TLS (TCP) and QUIC (UDP) sockets."""
+    server_config = HypercornConfig()
+    server_config.errorlog = logging.getLogger("hypercorn.error")
+    if secure is None:
+        server_config.bind = [f"fd://{plain.detach()}"]
+        return server_config
+    cert_path, key_path = tls_files(config)
+    server_config.certfile = str(cert_path)
+    server_config.keyfile = str(key_path)
+    server_config.bind = [f"fd://{secure[0].detach()}"]
+    server_config.quic_bind = [f"fd://{secure[1].detach()}"]
+    server_config.insecure_bind = [f"fd://{plain.detach()}"]
+    return server_config
+
+
 async def run_control(
     config: Config,
     quic_port: int,
@@ -72,8 +155,10 @@ async def run_control(
     on_ready: Callable[[int], None],
     stop: asyncio.Event,
     owner_ports: Sequence[int] = (),
+    on_https_ready: Callable[[int], None] = lambda _port: None,
 ) -> None:
-    """Serves until `stop` is set; calls `on_ready(port)` once requests can be sent. `owner_ports`: each
+    """Serves until `stop` is set; calls `on_ready(port)` once requests can be sent (after
+    `on_https_ready(port)` with the TLS and QUIC port, when `server.https` is on). `owner_ports`: each
     worker's port when they listen on one each (joins then name the meeting owner's; see `create_app`)."""
     key = load_or_create_signing_key(signing_key_path(config.server.data_dir, config.auth.signing_key))
     signer = TokenSigner(key, config.auth.issuer, config.auth.join_token_ttl_s)
@@ -92,13 +177,21 @@ async def run_control(
             accounts=store.accounts,
             ephemeral=ephemeral,
             access_tokens=access_tokens,
+            metrics=ControlMetrics(heartbeat_reader(segment_name(config.server.data_dir))),
         )
         sock = listen(config.server.host, config.server.http_port)
         port = int(sock.getsockname()[1])
-        server_config = HypercornConfig()
-        server_config.bind = [f"fd://{sock.detach()}"]
-        server_config.errorlog = logging.getLogger("hypercorn.error")
+        secure = (
+            listen_tcp_and_udp(config.server.host, config.server.https_port) if config.server.https else None
+        )
+        https_port = int(secure[0].getsockname()[1]) if secure is not None else None
+        server_config = hypercorn_config(config, sock, secure)
         log.info("control plane listening", extra={"peer": f"{config.server.host}:{port}"})
+        if https_port is not None:
+            log.info(
+                "control plane listening (TLS, QUIC)", extra={"peer": f"{config.server.host}:{https_port}"}
+            )
+            on_https_ready(https_port)
         on_ready(port)
         await serve(cast("ASGIFramework", app), server_config, shutdown_trigger=stop.wait, mode="asgi")
     finally:
