@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file signaling.proto.
  */
 export const file_signaling: GenFile = /*@__PURE__*/
-  fileDesc("Cg9zaWduYWxpbmcucHJvdG8SFmRhcmt0b3dlci5zaWduYWxpbmcudjEioQQKDUNsaWVudE1lc3NhZ2USEgoKcmVxdWVzdF9pZBgBIAEoDRIsCgRqb2luGAogASgLMhwuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5Kb2luSAASNwoHcHVibGlzaBgLIAEoCzIkLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUHVibGlzaFRyYWNrSAASOwoJdW5wdWJsaXNoGAwgASgLMiYuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5VbnB1Ymxpc2hUcmFja0gAEjYKCXN1YnNjcmliZRgNIAEoCzIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuU3Vic2NyaWJlSAASOgoLdW5zdWJzY3JpYmUYDiABKAsyIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlVuc3Vic2NyaWJlSAASLAoEcGluZxgPIAEoCzIcLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUGluZ0gAEi4KBWxlYXZlGBAgASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5MZWF2ZUgAEkMKEHJlcXVlc3Rfa2V5ZnJhbWUYESABKAsyJy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlJlcXVlc3RLZXlmcmFtZUgAEjkKC2tleV9tZXNzYWdlGBIgASgLMiIuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5LZXlNZXNzYWdlSABCBgoEYm9keSKUBgoNU2VydmVyTWVzc2FnZRISCgpyZXF1ZXN0X2lkGAEgASgNEj0KDWpvaW5fcmVzcG9uc2UYCiABKAsyJC5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLkpvaW5SZXNwb25zZUgAEkMKEHB1Ymxpc2hfcmVzcG9uc2UYCyABKAsyJy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlB1Ymxpc2hSZXNwb25zZUgAEioKA2FjaxgMIAEoCzIbLmRhcmt0b3dlci5zaWduYWxpbmcudjEuQWNrSAASLAoEcG9uZxgNIAEoCzIcLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUG9uZ0gAEi4KBWVycm9yGA4gASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5FcnJvckgAEkcKEnBhcnRpY2lwYW50X2pvaW5lZBgUIAEoCzIpLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUGFydGljaXBhbnRKb2luZWRIABJDChBwYXJ0aWNpcGFudF9sZWZ0GBUgASgLMicuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudExlZnRIABJBCg90cmFja19wdWJsaXNoZWQYFiABKAsyJi5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrUHVibGlzaGVkSAASRQoRdHJhY2tfdW5wdWJsaXNoZWQYFyABKAsyKC5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrVW5wdWJsaXNoZWRIABJDChBrZXlmcmFtZV9yZXF1ZXN0GBggASgLMicuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5LZXlmcmFtZVJlcXVlc3RIABIwCgZub3RpY2UYGSABKAsyHi5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLk5vdGljZUgAEkoKFGtleV9tZXNzYWdlX3JlY2VpdmVkGBogASgLMiouZGFya3Rvd2VyLnNpZ25hbGluZy52MS5LZXlNZXNzYWdlUmVjZWl2ZWRIAEIGCgRib2R5IiMKBEpvaW4SDQoFdG9rZW4YASABKAkSDAoEZTJlZRgCIAEoCCJdCgxQdWJsaXNoVHJhY2sSLwoEa2luZBgBIAEoDjIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuVHJhY2tLaW5kEg0KBWNvZGVjGAIgASgJEg0KBWxhYmVsGAMgASgJIiIKDlVucHVibGlzaFRyYWNrEhAKCHRyYWNrX2lkGAEgASgNIh0KCVN1YnNjcmliZRIQCgh0cmFja19pZBgBIAEoDSIfCgtVbnN1YnNjcmliZRIQCgh0cmFja19pZBgBIAEoDSIjCg9SZXF1ZXN0S2V5ZnJhbWUSEAoIdHJhY2tfaWQYASABKA0iHgoEUGluZxIWCg5jbGllbnRfdGltZV91cxgBIAEoBCIHCgVMZWF2ZSI5CgpLZXlNZXNzYWdlEhoKEnRvX3BhcnRpY2lwYW50X2lkcxgBIAMoCRIPCgdwYXlsb2FkGAIgASgMInUKC1BhcnRpY2lwYW50EhYKDnBhcnRpY2lwYW50X2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRITCgtjYW5fcHVibGlzaBgDIAEoCBIVCg1jYW5fc3Vic2NyaWJlGAQgASgIEgwKBGUyZWUYBSABKAgigAEKBVRyYWNrEhAKCHRyYWNrX2lkGAEgASgNEhYKDnBhcnRpY2lwYW50X2lkGAIgASgJEi8KBGtpbmQYAyABKA4yIS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrS2luZBINCgVjb2RlYxgEIAEoCRINCgVsYWJlbBgFIAEoCSK/AQoMSm9pblJlc3BvbnNlEhYKDnBhcnRpY2lwYW50X2lkGAEgASgJEhIKCm1lZXRpbmdfaWQYAiABKAkSMwoGcm9zdGVyGAMgAygLMiMuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudBItCgZ0cmFja3MYBCADKAsyHS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrEh8KF21heF9mcmFtZV9wYXlsb2FkX2J5dGVzGAUgASgNIj8KD1B1Ymxpc2hSZXNwb25zZRIsCgV0cmFjaxgBIAEoCzIdLmRhcmt0b3dlci5zaWduYWxpbmcudjEuVHJhY2siBQoDQWNrIjYKBFBvbmcSFgoOY2xpZW50X3RpbWVfdXMYASABKAQSFgoOc2VydmVyX3RpbWVfdXMYAiABKAQiWAoFRXJyb3ISLwoEY29kZRgBIAEoDjIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkSDQoFZmF0YWwYAyABKAgiTQoRUGFydGljaXBhbnRKb2luZWQSOAoLcGFydGljaXBhbnQYASABKAsyIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlBhcnRpY2lwYW50IskBCg9QYXJ0aWNpcGFudExlZnQSFgoOcGFydGljaXBhbnRfaWQYASABKAkSPgoGcmVhc29uGAIgASgOMi4uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudExlZnQuUmVhc29uIl4KBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABIPCgtSRUFTT05fTEVGVBABEhcKE1JFQVNPTl9ESVNDT05ORUNURUQQAhISCg5SRUFTT05fUkVNT1ZFRBADIj4KDlRyYWNrUHVibGlzaGVkEiwKBXRyYWNrGAEgASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5UcmFjayIkChBUcmFja1VucHVibGlzaGVkEhAKCHRyYWNrX2lkGAEgASgNIiMKD0tleWZyYW1lUmVxdWVzdBIQCgh0cmFja19pZBgBIAEoDSJCChJLZXlNZXNzYWdlUmVjZWl2ZWQSGwoTZnJvbV9wYXJ0aWNpcGFudF9pZBgBIAEoCRIPCgdwYXlsb2FkGAIgASgMIqgBCgZOb3RpY2USMQoEa2luZBgBIAEoDjIjLmRhcmt0b3dlci5zaWduYWxpbmcudjEuTm90aWNlLktpbmQSDwoHbWVzc2FnZRgCIAEoCRIVCg1yZWNvbm5lY3RfdXJsGAMgASgJIkMKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhEKDUtJTkRfRFJBSU5JTkcQARISCg5LSU5EX1JFQ09OTkVDVBACKlMKCVRyYWNrS2luZBIaChZUUkFDS19LSU5EX1VOU1BFQ0lGSUVEEAASFAoQVFJBQ0tfS0lORF9BVURJTxABEhQKEFRSQUNLX0tJTkRfVklERU8QAiq9AwoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIYChRFUlJPUl9DT0RFX01BTEZPUk1FRBABEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEAISHAoYRVJST1JfQ09ERV9UT0tFTl9FWFBJUkVEEAMSHAoYRVJST1JfQ09ERV9UT0tFTl9JTlZBTElEEAQSHAoYRVJST1JfQ09ERV9XUk9OR19NRUVUSU5HEAUSGAoURVJST1JfQ09ERV9GT1JCSURERU4QBhIcChhFUlJPUl9DT0RFX1VOS05PV05fVFJBQ0sQBxIbChdFUlJPUl9DT0RFX01FRVRJTkdfRlVMTBAIEhgKFEVSUk9SX0NPREVfQkFEX0ZSQU1FEAkSHQoZRVJST1JfQ09ERV9BTFJFQURZX0pPSU5FRBAKEhcKE0VSUk9SX0NPREVfUkVQTEFDRUQQCxIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEAwSIgoeRVJST1JfQ09ERV9VTktOT1dOX1BBUlRJQ0lQQU5UEA0SHAoYRVJST1JfQ09ERV9FMkVFX1JFUVVJUkVEEA5iBnByb3RvMw");
+  fileDesc("Cg9zaWduYWxpbmcucHJvdG8SFmRhcmt0b3dlci5zaWduYWxpbmcudjEi3AQKDUNsaWVudE1lc3NhZ2USEgoKcmVxdWVzdF9pZBgBIAEoDRIsCgRqb2luGAogASgLMhwuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5Kb2luSAASNwoHcHVibGlzaBgLIAEoCzIkLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUHVibGlzaFRyYWNrSAASOwoJdW5wdWJsaXNoGAwgASgLMiYuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5VbnB1Ymxpc2hUcmFja0gAEjYKCXN1YnNjcmliZRgNIAEoCzIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuU3Vic2NyaWJlSAASOgoLdW5zdWJzY3JpYmUYDiABKAsyIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlVuc3Vic2NyaWJlSAASLAoEcGluZxgPIAEoCzIcLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUGluZ0gAEi4KBWxlYXZlGBAgASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5MZWF2ZUgAEkMKEHJlcXVlc3Rfa2V5ZnJhbWUYESABKAsyJy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlJlcXVlc3RLZXlmcmFtZUgAEjkKC2tleV9tZXNzYWdlGBIgASgLMiIuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5LZXlNZXNzYWdlSAASOQoLaG9zdF9hY3Rpb24YEyABKAsyIi5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLkhvc3RBY3Rpb25IAEIGCgRib2R5IsQGCg1TZXJ2ZXJNZXNzYWdlEhIKCnJlcXVlc3RfaWQYASABKA0SPQoNam9pbl9yZXNwb25zZRgKIAEoCzIkLmRhcmt0b3dlci5zaWduYWxpbmcudjEuSm9pblJlc3BvbnNlSAASQwoQcHVibGlzaF9yZXNwb25zZRgLIAEoCzInLmRhcmt0b3dlci5zaWduYWxpbmcudjEuUHVibGlzaFJlc3BvbnNlSAASKgoDYWNrGAwgASgLMhsuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5BY2tIABIsCgRwb25nGA0gASgLMhwuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5Qb25nSAASLgoFZXJyb3IYDiABKAsyHS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLkVycm9ySAASRwoScGFydGljaXBhbnRfam9pbmVkGBQgASgLMikuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudEpvaW5lZEgAEkMKEHBhcnRpY2lwYW50X2xlZnQYFSABKAsyJy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlBhcnRpY2lwYW50TGVmdEgAEkEKD3RyYWNrX3B1Ymxpc2hlZBgWIAEoCzImLmRhcmt0b3dlci5zaWduYWxpbmcudjEuVHJhY2tQdWJsaXNoZWRIABJFChF0cmFja191bnB1Ymxpc2hlZBgXIAEoCzIoLmRhcmt0b3dlci5zaWduYWxpbmcudjEuVHJhY2tVbnB1Ymxpc2hlZEgAEkMKEGtleWZyYW1lX3JlcXVlc3QYGCABKAsyJy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLktleWZyYW1lUmVxdWVzdEgAEjAKBm5vdGljZRgZIAEoCzIeLmRhcmt0b3dlci5zaWduYWxpbmcudjEuTm90aWNlSAASSgoUa2V5X21lc3NhZ2VfcmVjZWl2ZWQYGiABKAsyKi5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLktleU1lc3NhZ2VSZWNlaXZlZEgAEi4KBW11dGVkGBsgASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5NdXRlZEgAQgYKBGJvZHkiIwoESm9pbhINCgV0b2tlbhgBIAEoCRIMCgRlMmVlGAIgASgIIl0KDFB1Ymxpc2hUcmFjaxIvCgRraW5kGAEgASgOMiEuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5UcmFja0tpbmQSDQoFY29kZWMYAiABKAkSDQoFbGFiZWwYAyABKAkiIgoOVW5wdWJsaXNoVHJhY2sSEAoIdHJhY2tfaWQYASABKA0iHQoJU3Vic2NyaWJlEhAKCHRyYWNrX2lkGAEgASgNIh8KC1Vuc3Vic2NyaWJlEhAKCHRyYWNrX2lkGAEgASgNIiMKD1JlcXVlc3RLZXlmcmFtZRIQCgh0cmFja19pZBgBIAEoDSIeCgRQaW5nEhYKDmNsaWVudF90aW1lX3VzGAEgASgEIgcKBUxlYXZlIjkKCktleU1lc3NhZ2USGgoSdG9fcGFydGljaXBhbnRfaWRzGAEgAygJEg8KB3BheWxvYWQYAiABKAwixwEKCkhvc3RBY3Rpb24SNQoEa2luZBgBIAEoDjInLmRhcmt0b3dlci5zaWduYWxpbmcudjEuSG9zdEFjdGlvbi5LaW5kEhYKDnBhcnRpY2lwYW50X2lkGAIgASgJImoKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEg0KCUtJTkRfTVVURRABEg8KC0tJTkRfUkVNT1ZFEAISDQoJS0lORF9MT0NLEAMSDwoLS0lORF9VTkxPQ0sQBBIMCghLSU5EX0VORBAFIqEBCgtQYXJ0aWNpcGFudBIWCg5wYXJ0aWNpcGFudF9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEwoLY2FuX3B1Ymxpc2gYAyABKAgSFQoNY2FuX3N1YnNjcmliZRgEIAEoCBIMCgRlMmVlGAUgASgIEioKBHJvbGUYBiABKA4yHC5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlJvbGUigAEKBVRyYWNrEhAKCHRyYWNrX2lkGAEgASgNEhYKDnBhcnRpY2lwYW50X2lkGAIgASgJEi8KBGtpbmQYAyABKA4yIS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrS2luZBINCgVjb2RlYxgEIAEoCRINCgVsYWJlbBgFIAEoCSK/AQoMSm9pblJlc3BvbnNlEhYKDnBhcnRpY2lwYW50X2lkGAEgASgJEhIKCm1lZXRpbmdfaWQYAiABKAkSMwoGcm9zdGVyGAMgAygLMiMuZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudBItCgZ0cmFja3MYBCADKAsyHS5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlRyYWNrEh8KF21heF9mcmFtZV9wYXlsb2FkX2J5dGVzGAUgASgNIj8KD1B1Ymxpc2hSZXNwb25zZRIsCgV0cmFjaxgBIAEoCzIdLmRhcmt0b3dlci5zaWduYWxpbmcudjEuVHJhY2siBQoDQWNrIjYKBFBvbmcSFgoOY2xpZW50X3RpbWVfdXMYASABKAQSFgoOc2VydmVyX3RpbWVfdXMYAiABKAQiWAoFRXJyb3ISLwoEY29kZRgBIAEoDjIhLmRhcmt0b3dlci5zaWduYWxpbmcudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkSDQoFZmF0YWwYAyABKAgiTQoRUGFydGljaXBhbnRKb2luZWQSOAoLcGFydGljaXBhbnQYASABKAsyIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLlBhcnRpY2lwYW50IskBCg9QYXJ0aWNpcGFudExlZnQSFgoOcGFydGljaXBhbnRfaWQYASABKAkSPgoGcmVhc29uGAIgASgOMi4uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5QYXJ0aWNpcGFudExlZnQuUmVhc29uIl4KBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABIPCgtSRUFTT05fTEVGVBABEhcKE1JFQVNPTl9ESVNDT05ORUNURUQQAhISCg5SRUFTT05fUkVNT1ZFRBADIj4KDlRyYWNrUHVibGlzaGVkEiwKBXRyYWNrGAEgASgLMh0uZGFya3Rvd2VyLnNpZ25hbGluZy52MS5UcmFjayIkChBUcmFja1VucHVibGlzaGVkEhAKCHRyYWNrX2lkGAEgASgNIiMKD0tleWZyYW1lUmVxdWVzdBIQCgh0cmFja19pZBgBIAEoDSJCChJLZXlNZXNzYWdlUmVjZWl2ZWQSGwoTZnJvbV9wYXJ0aWNpcGFudF9pZBgBIAEoCRIPCgdwYXlsb2FkGAIgASgMIjUKBU11dGVkEhkKEWJ5X3BhcnRpY2lwYW50X2lkGAEgASgJEhEKCXRyYWNrX2lkcxgCIAMoDSKoAQoGTm90aWNlEjEKBGtpbmQYASABKA4yIy5kYXJrdG93ZXIuc2lnbmFsaW5nLnYxLk5vdGljZS5LaW5kEg8KB21lc3NhZ2UYAiABKAkSFQoNcmVjb25uZWN0X3VybBgDIAEoCSJDCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIRCg1LSU5EX0RSQUlOSU5HEAESEgoOS0lORF9SRUNPTk5FQ1QQAipTCglUcmFja0tpbmQSGgoWVFJBQ0tfS0lORF9VTlNQRUNJRklFRBAAEhQKEFRSQUNLX0tJTkRfQVVESU8QARIUChBUUkFDS19LSU5EX1ZJREVPEAIqUgoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9IT1NUEAESFAoQUk9MRV9QQVJUSUNJUEFOVBACEg8KC1JPTEVfVklFV0VSEAMqrAQKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASGAoURVJST1JfQ09ERV9NQUxGT1JNRUQQARIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBACEhwKGEVSUk9SX0NPREVfVE9LRU5fRVhQSVJFRBADEhwKGEVSUk9SX0NPREVfVE9LRU5fSU5WQUxJRBAEEhwKGEVSUk9SX0NPREVfV1JPTkdfTUVFVElORxAFEhgKFEVSUk9SX0NPREVfRk9SQklEREVOEAYSHAoYRVJST1JfQ09ERV9VTktOT1dOX1RSQUNLEAcSGwoXRVJST1JfQ09ERV9NRUVUSU5HX0ZVTEwQCBIYChRFUlJPUl9DT0RFX0JBRF9GUkFNRRAJEh0KGUVSUk9SX0NPREVfQUxSRUFEWV9KT0lORUQQChIXChNFUlJPUl9DT0RFX1JFUExBQ0VEEAsSFwoTRVJST1JfQ09ERV9JTlRFUk5BTBAMEiIKHkVSUk9SX0NPREVfVU5LTk9XTl9QQVJUSUNJUEFOVBANEhwKGEVSUk9SX0NPREVfRTJFRV9SRVFVSVJFRBAOEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQDxIWChJFUlJPUl9DT0RFX1JFTU9WRUQQEBIdChlFUlJPUl9DT0RFX01FRVRJTkdfTE9DS0VEEBESFAoQRVJST1JfQ09ERV9FTkRFRBASYgZwcm90bzM");
 
 /**
  * @generated from message darktower.signaling.v1.ClientMessage
@@ -90,6 +90,12 @@ export type ClientMessage = Message<"darktower.signaling.v1.ClientMessage"> & {
      */
     value: KeyMessage;
     case: "keyMessage";
+  } | {
+    /**
+     * @generated from field: darktower.signaling.v1.HostAction host_action = 19;
+     */
+    value: HostAction;
+    case: "hostAction";
   } | { case: undefined; value?: undefined };
 };
 
@@ -186,6 +192,12 @@ export type ServerMessage = Message<"darktower.signaling.v1.ServerMessage"> & {
      */
     value: KeyMessageReceived;
     case: "keyMessageReceived";
+  } | {
+    /**
+     * @generated from field: darktower.signaling.v1.Muted muted = 27;
+     */
+    value: Muted;
+    case: "muted";
   } | { case: undefined; value?: undefined };
 };
 
@@ -389,6 +401,78 @@ export const KeyMessageSchema: GenMessage<KeyMessage> = /*@__PURE__*/
   messageDesc(file_signaling, 10);
 
 /**
+ * What a host does to the meeting or one participant; only a participant whose join token has the host
+ * role may send it (others get Error{PERMISSION_DENIED}). Answered with Ack, or Error{UNKNOWN_PARTICIPANT}
+ * when the target is not in the meeting. MUTE unpublishes the target's audio tracks and tells it `Muted`
+ * (it may publish audio again: muting is a host's request, not a ban). REMOVE closes the target's session
+ * with Error{REMOVED}; its token cannot join again. LOCK refuses new participants (Error{MEETING_LOCKED})
+ * until UNLOCK. END closes every session with Error{ENDED} and refuses later joins.
+ *
+ * @generated from message darktower.signaling.v1.HostAction
+ */
+export type HostAction = Message<"darktower.signaling.v1.HostAction"> & {
+  /**
+   * @generated from field: darktower.signaling.v1.HostAction.Kind kind = 1;
+   */
+  kind: HostAction_Kind;
+
+  /**
+   * The target of MUTE and REMOVE; ignored by the others.
+   *
+   * @generated from field: string participant_id = 2;
+   */
+  participantId: string;
+};
+
+/**
+ * Describes the message darktower.signaling.v1.HostAction.
+ * Use `create(HostActionSchema)` to create a new message.
+ */
+export const HostActionSchema: GenMessage<HostAction> = /*@__PURE__*/
+  messageDesc(file_signaling, 11);
+
+/**
+ * @generated from enum darktower.signaling.v1.HostAction.Kind
+ */
+export enum HostAction_Kind {
+  /**
+   * @generated from enum value: KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: KIND_MUTE = 1;
+   */
+  MUTE = 1,
+
+  /**
+   * @generated from enum value: KIND_REMOVE = 2;
+   */
+  REMOVE = 2,
+
+  /**
+   * @generated from enum value: KIND_LOCK = 3;
+   */
+  LOCK = 3,
+
+  /**
+   * @generated from enum value: KIND_UNLOCK = 4;
+   */
+  UNLOCK = 4,
+
+  /**
+   * @generated from enum value: KIND_END = 5;
+   */
+  END = 5,
+}
+
+/**
+ * Describes the enum darktower.signaling.v1.HostAction.Kind.
+ */
+export const HostAction_KindSchema: GenEnum<HostAction_Kind> = /*@__PURE__*/
+  enumDesc(file_signaling, 11, 0);
+
+/**
  * @generated from message darktower.signaling.v1.Participant
  */
 export type Participant = Message<"darktower.signaling.v1.Participant"> & {
@@ -418,6 +502,11 @@ export type Participant = Message<"darktower.signaling.v1.Participant"> & {
    * @generated from field: bool e2ee = 5;
    */
   e2ee: boolean;
+
+  /**
+   * @generated from field: darktower.signaling.v1.Role role = 6;
+   */
+  role: Role;
 };
 
 /**
@@ -425,7 +514,7 @@ export type Participant = Message<"darktower.signaling.v1.Participant"> & {
  * Use `create(ParticipantSchema)` to create a new message.
  */
 export const ParticipantSchema: GenMessage<Participant> = /*@__PURE__*/
-  messageDesc(file_signaling, 11);
+  messageDesc(file_signaling, 12);
 
 /**
  * @generated from message darktower.signaling.v1.Track
@@ -462,7 +551,7 @@ export type Track = Message<"darktower.signaling.v1.Track"> & {
  * Use `create(TrackSchema)` to create a new message.
  */
 export const TrackSchema: GenMessage<Track> = /*@__PURE__*/
-  messageDesc(file_signaling, 12);
+  messageDesc(file_signaling, 13);
 
 /**
  * @generated from message darktower.signaling.v1.JoinResponse
@@ -505,7 +594,7 @@ export type JoinResponse = Message<"darktower.signaling.v1.JoinResponse"> & {
  * Use `create(JoinResponseSchema)` to create a new message.
  */
 export const JoinResponseSchema: GenMessage<JoinResponse> = /*@__PURE__*/
-  messageDesc(file_signaling, 13);
+  messageDesc(file_signaling, 14);
 
 /**
  * @generated from message darktower.signaling.v1.PublishResponse
@@ -522,7 +611,7 @@ export type PublishResponse = Message<"darktower.signaling.v1.PublishResponse"> 
  * Use `create(PublishResponseSchema)` to create a new message.
  */
 export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
-  messageDesc(file_signaling, 14);
+  messageDesc(file_signaling, 15);
 
 /**
  * @generated from message darktower.signaling.v1.Ack
@@ -535,7 +624,7 @@ export type Ack = Message<"darktower.signaling.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_signaling, 15);
+  messageDesc(file_signaling, 16);
 
 /**
  * @generated from message darktower.signaling.v1.Pong
@@ -557,7 +646,7 @@ export type Pong = Message<"darktower.signaling.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_signaling, 16);
+  messageDesc(file_signaling, 17);
 
 /**
  * @generated from message darktower.signaling.v1.Error
@@ -588,7 +677,7 @@ export type Error = Message<"darktower.signaling.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_signaling, 17);
+  messageDesc(file_signaling, 18);
 
 /**
  * @generated from message darktower.signaling.v1.ParticipantJoined
@@ -605,7 +694,7 @@ export type ParticipantJoined = Message<"darktower.signaling.v1.ParticipantJoine
  * Use `create(ParticipantJoinedSchema)` to create a new message.
  */
 export const ParticipantJoinedSchema: GenMessage<ParticipantJoined> = /*@__PURE__*/
-  messageDesc(file_signaling, 18);
+  messageDesc(file_signaling, 19);
 
 /**
  * @generated from message darktower.signaling.v1.ParticipantLeft
@@ -627,7 +716,7 @@ export type ParticipantLeft = Message<"darktower.signaling.v1.ParticipantLeft"> 
  * Use `create(ParticipantLeftSchema)` to create a new message.
  */
 export const ParticipantLeftSchema: GenMessage<ParticipantLeft> = /*@__PURE__*/
-  messageDesc(file_signaling, 19);
+  messageDesc(file_signaling, 20);
 
 /**
  * @generated from enum darktower.signaling.v1.ParticipantLeft.Reason
@@ -658,7 +747,7 @@ export enum ParticipantLeft_Reason {
  * Describes the enum darktower.signaling.v1.ParticipantLeft.Reason.
  */
 export const ParticipantLeft_ReasonSchema: GenEnum<ParticipantLeft_Reason> = /*@__PURE__*/
-  enumDesc(file_signaling, 19, 0);
+  enumDesc(file_signaling, 20, 0);
 
 /**
  * @generated from message darktower.signaling.v1.TrackPublished
@@ -675,7 +764,7 @@ export type TrackPublished = Message<"darktower.signaling.v1.TrackPublished"> & 
  * Use `create(TrackPublishedSchema)` to create a new message.
  */
 export const TrackPublishedSchema: GenMessage<TrackPublished> = /*@__PURE__*/
-  messageDesc(file_signaling, 20);
+  messageDesc(file_signaling, 21);
 
 /**
  * @generated from message darktower.signaling.v1.TrackUnpublished
@@ -692,7 +781,7 @@ export type TrackUnpublished = Message<"darktower.signaling.v1.TrackUnpublished"
  * Use `create(TrackUnpublishedSchema)` to create a new message.
  */
 export const TrackUnpublishedSchema: GenMessage<TrackUnpublished> = /*@__PURE__*/
-  messageDesc(file_signaling, 21);
+  messageDesc(file_signaling, 22);
 
 /**
  * Sent to a publisher: start a new group with a keyframe on this track.
@@ -711,7 +800,7 @@ export type KeyframeRequest = Message<"darktower.signaling.v1.KeyframeRequest"> 
  * Use `create(KeyframeRequestSchema)` to create a new message.
  */
 export const KeyframeRequestSchema: GenMessage<KeyframeRequest> = /*@__PURE__*/
-  messageDesc(file_signaling, 22);
+  messageDesc(file_signaling, 23);
 
 /**
  * A KeyMessage another participant sent to this one; the payload is exactly as the sender gave it.
@@ -735,7 +824,31 @@ export type KeyMessageReceived = Message<"darktower.signaling.v1.KeyMessageRecei
  * Use `create(KeyMessageReceivedSchema)` to create a new message.
  */
 export const KeyMessageReceivedSchema: GenMessage<KeyMessageReceived> = /*@__PURE__*/
-  messageDesc(file_signaling, 23);
+  messageDesc(file_signaling, 24);
+
+/**
+ * A host muted this participant: its audio tracks (`track_ids`) were unpublished. It may publish audio again.
+ *
+ * @generated from message darktower.signaling.v1.Muted
+ */
+export type Muted = Message<"darktower.signaling.v1.Muted"> & {
+  /**
+   * @generated from field: string by_participant_id = 1;
+   */
+  byParticipantId: string;
+
+  /**
+   * @generated from field: repeated uint32 track_ids = 2;
+   */
+  trackIds: number[];
+};
+
+/**
+ * Describes the message darktower.signaling.v1.Muted.
+ * Use `create(MutedSchema)` to create a new message.
+ */
+export const MutedSchema: GenMessage<Muted> = /*@__PURE__*/
+  messageDesc(file_signaling, 25);
 
 /**
  * Operational notices (drain, reconnect elsewhere).
@@ -766,7 +879,7 @@ export type Notice = Message<"darktower.signaling.v1.Notice"> & {
  * Use `create(NoticeSchema)` to create a new message.
  */
 export const NoticeSchema: GenMessage<Notice> = /*@__PURE__*/
-  messageDesc(file_signaling, 24);
+  messageDesc(file_signaling, 26);
 
 /**
  * @generated from enum darktower.signaling.v1.Notice.Kind
@@ -792,7 +905,7 @@ export enum Notice_Kind {
  * Describes the enum darktower.signaling.v1.Notice.Kind.
  */
 export const Notice_KindSchema: GenEnum<Notice_Kind> = /*@__PURE__*/
-  enumDesc(file_signaling, 24, 0);
+  enumDesc(file_signaling, 26, 0);
 
 /**
  * @generated from enum darktower.signaling.v1.TrackKind
@@ -819,6 +932,43 @@ export enum TrackKind {
  */
 export const TrackKindSchema: GenEnum<TrackKind> = /*@__PURE__*/
   enumDesc(file_signaling, 0);
+
+/**
+ * What a participant may do in the meeting, from its join token.
+ *
+ * @generated from enum darktower.signaling.v1.Role
+ */
+export enum Role {
+  /**
+   * @generated from enum value: ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * May mute, remove, lock and end (HostAction).
+   *
+   * @generated from enum value: ROLE_HOST = 1;
+   */
+  HOST = 1,
+
+  /**
+   * @generated from enum value: ROLE_PARTICIPANT = 2;
+   */
+  PARTICIPANT = 2,
+
+  /**
+   * Receives only: never publishes.
+   *
+   * @generated from enum value: ROLE_VIEWER = 3;
+   */
+  VIEWER = 3,
+}
+
+/**
+ * Describes the enum darktower.signaling.v1.Role.
+ */
+export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
+  enumDesc(file_signaling, 1);
 
 /**
  * @generated from enum darktower.signaling.v1.ErrorCode
@@ -916,11 +1066,39 @@ export enum ErrorCode {
    * @generated from enum value: ERROR_CODE_E2EE_REQUIRED = 14;
    */
   E2EE_REQUIRED = 14,
+
+  /**
+   * A HostAction from a participant that is not a host.
+   *
+   * @generated from enum value: ERROR_CODE_PERMISSION_DENIED = 15;
+   */
+  PERMISSION_DENIED = 15,
+
+  /**
+   * A host removed this participant; its token cannot join again.
+   *
+   * @generated from enum value: ERROR_CODE_REMOVED = 16;
+   */
+  REMOVED = 16,
+
+  /**
+   * A host locked the meeting: no new participants.
+   *
+   * @generated from enum value: ERROR_CODE_MEETING_LOCKED = 17;
+   */
+  MEETING_LOCKED = 17,
+
+  /**
+   * The meeting was ended (by a host or through the API).
+   *
+   * @generated from enum value: ERROR_CODE_ENDED = 18;
+   */
+  ENDED = 18,
 }
 
 /**
  * Describes the enum darktower.signaling.v1.ErrorCode.
  */
 export const ErrorCodeSchema: GenEnum<ErrorCode> = /*@__PURE__*/
-  enumDesc(file_signaling, 1);
+  enumDesc(file_signaling, 2);
 
