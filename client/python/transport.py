@@ -62,8 +62,12 @@ _PACKET_OVERHEAD: Final = 1 + 20 + 4 + 16 + 1 + 2
 _MAX_HASH_VALIDITY: Final = timedelta(days=14)
 _BAD_CERTIFICATE: Final = 0x100 + 42
 """QUIC CRYPTO_ERROR carrying TLS alert bad_certificate."""
-KEEPALIVE_S: Final = 15.0
-"""A PING this often keeps a quiet session inside both ends' 60 s idle timeout."""
+IDLE_TIMEOUT_S: Final = 3.0
+"""A session that hears nothing from the server this long is over. A server process that was killed sends
+no CONNECTION_CLOSE, and aioquic does not act on stateless resets, so this is how a client learns it must
+reconnect (to the worker's replacement) within seconds rather than a minute."""
+KEEPALIVE_S: Final = 0.5
+"""A PING this often keeps a quiet session well inside the idle timeout (the server acknowledges it)."""
 _CLOSE_WAIT_S: Final = 1.0
 """How long `close` waits for the server to acknowledge the session's end before dropping the connection."""
 
@@ -201,6 +205,7 @@ class WebTransportSession:
             alpn_protocols=H3_ALPN,
             max_datagram_frame_size=MAX_DATAGRAM_FRAME_SIZE,
             server_name=host,
+            idle_timeout=IDLE_TIMEOUT_S,
         )
         if certificate_hashes:
             config.verify_mode = ssl.CERT_NONE
