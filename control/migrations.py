@@ -184,6 +184,123 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        version=3,
+        name="meeting settings, history, recordings, lobby",
+        sqlite=(
+            "ALTER TABLE meetings ADD COLUMN scheduled_start TEXT",
+            "ALTER TABLE meetings ADD COLUMN ended_at TEXT",
+            "ALTER TABLE meetings ADD COLUMN max_participants INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE meetings ADD COLUMN e2ee_required INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE meetings ADD COLUMN guests_allowed INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE meetings ADD COLUMN lobby INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE meetings ADD COLUMN recording_allowed INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE meetings ADD COLUMN host_user_ids TEXT NOT NULL DEFAULT '[]'",
+            "CREATE INDEX meetings_by_creator ON meetings (created_by, created_at, meeting_id)",
+            """
+            CREATE TABLE meeting_history (
+                event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+                source TEXT NOT NULL UNIQUE,
+                meeting_id TEXT NOT NULL,
+                participant_id TEXT NOT NULL,
+                display_name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                at TEXT NOT NULL
+            ) STRICT
+            """,
+            "CREATE INDEX meeting_history_by_meeting ON meeting_history (meeting_id, event_id)",
+            """
+            CREATE TABLE recordings (
+                recording_id TEXT PRIMARY KEY,
+                meeting_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                created_by TEXT,
+                started_at TEXT NOT NULL,
+                ended_at TEXT,
+                location TEXT NOT NULL,
+                size_bytes INTEGER NOT NULL
+            ) STRICT
+            """,
+            "CREATE INDEX recordings_by_meeting ON recordings (meeting_id, started_at)",
+            """
+            CREATE TABLE lobby_requests (
+                request_id TEXT PRIMARY KEY,
+                ticket_hash TEXT NOT NULL UNIQUE,
+                meeting_id TEXT NOT NULL,
+                participant_id TEXT NOT NULL,
+                display_name TEXT NOT NULL,
+                user_id TEXT,
+                viewer INTEGER NOT NULL,
+                publish INTEGER NOT NULL,
+                subscribe INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                requested_at TEXT NOT NULL,
+                decided_at TEXT,
+                decided_by TEXT
+            ) STRICT
+            """,
+            "CREATE INDEX lobby_requests_by_meeting ON lobby_requests (meeting_id, status, requested_at)",
+        ),
+        postgres=(
+            "ALTER TABLE meetings ADD COLUMN scheduled_start TIMESTAMPTZ",
+            "ALTER TABLE meetings ADD COLUMN ended_at TIMESTAMPTZ",
+            "ALTER TABLE meetings ADD COLUMN max_participants INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE meetings ADD COLUMN e2ee_required BOOLEAN NOT NULL DEFAULT false",
+            "ALTER TABLE meetings ADD COLUMN guests_allowed BOOLEAN NOT NULL DEFAULT true",
+            "ALTER TABLE meetings ADD COLUMN lobby BOOLEAN NOT NULL DEFAULT false",
+            "ALTER TABLE meetings ADD COLUMN recording_allowed BOOLEAN NOT NULL DEFAULT false",
+            "ALTER TABLE meetings ADD COLUMN host_user_ids TEXT[] NOT NULL DEFAULT '{}'",
+            "CREATE INDEX meetings_by_creator ON meetings (created_by, created_at, meeting_id)",
+            "CREATE INDEX meetings_by_host ON meetings USING GIN (host_user_ids)",
+            """
+            CREATE TABLE meeting_history (
+                event_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                source TEXT NOT NULL UNIQUE,
+                meeting_id TEXT NOT NULL,
+                participant_id TEXT NOT NULL,
+                display_name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            "CREATE INDEX meeting_history_by_meeting ON meeting_history (meeting_id, event_id)",
+            """
+            CREATE TABLE recordings (
+                recording_id TEXT PRIMARY KEY,
+                meeting_id TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                created_by TEXT,
+                started_at TIMESTAMPTZ NOT NULL,
+                ended_at TIMESTAMPTZ,
+                location TEXT NOT NULL,
+                size_bytes BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX recordings_by_meeting ON recordings (meeting_id, started_at)",
+            """
+            CREATE TABLE lobby_requests (
+                request_id TEXT PRIMARY KEY,
+                ticket_hash TEXT NOT NULL UNIQUE,
+                meeting_id TEXT NOT NULL,
+                participant_id TEXT NOT NULL,
+                display_name TEXT NOT NULL,
+                user_id TEXT,
+                viewer BOOLEAN NOT NULL,
+                publish BOOLEAN NOT NULL,
+                subscribe BOOLEAN NOT NULL,
+                status TEXT NOT NULL,
+                requested_at TIMESTAMPTZ NOT NULL,
+                decided_at TIMESTAMPTZ,
+                decided_by TEXT
+            )
+            """,
+            "CREATE INDEX lobby_requests_by_meeting ON lobby_requests (meeting_id, status, requested_at)",
+        ),
+    ),
 )
 """Migration n is MIGRATIONS[n - 1]."""
 

@@ -7,20 +7,26 @@ database at once apply every migration exactly once.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Self
+from typing import Any, Final, Self
 
 import aiosqlite
 
 from darktower.control.migrations import MIGRATIONS, Dialect, Migration, MigrationReport, apply_migrations
 from darktower.control.sqlite_accounts import SqliteAccountStore
-from darktower.control.store import Meeting, MeetingExistsError, StoreError
+from darktower.control.sqlite_meeting_records import SqliteMeetingRecords, text, time_of
+from darktower.control.store import Meeting, MeetingExistsError, PageCursor, RoomSettings, StoreError
 
 DATABASE_NAME: Final = "darktower.sqlite3"
 
 _BUSY_TIMEOUT_S: Final = 10.0
+_COLUMNS: Final = (
+    "meeting_id, title, created_at, created_by, scheduled_start, ended_at, max_participants, e2ee_required, "
+    "guests_allowed, lobby, recording_allowed, host_user_ids"
+)
 
 
 def database_path(data_dir: str) -> Path:
@@ -34,6 +40,11 @@ class SqliteMeetingStore:
         """What opening the store did to the schema."""
         self.accounts = SqliteAccountStore(connection)
         """The accounts kept in the same database (closed with this store)."""
+        self._records = SqliteMeetingRecords(connection)
+
+    @property
+    def records(self) -> SqliteMeetingRecords:
+        return self._records
 
     @classmethod
     async def open(cls, path: Path, migrations: tuple[Migration, ...] = MIGRATIONS) -> Self:
@@ -60,14 +71,23 @@ class SqliteMeetingStore:
         return int(row[0])
 
     async def create(self, meeting: Meeting) -> None:
+        settings = meeting.settings
         try:
             await self._db.execute(
-                "INSERT INTO meetings (meeting_id, title, created_at, created_by) VALUES (?, ?, ?, ?)",
+                f"INSERT INTO meetings ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (constant)
                 (
                     meeting.meeting_id,
                     meeting.title,
-                    meeting.created_at.astimezone(UTC).isoformat(),
+                    text(meeting.created_at),
                     meeting.created_by,
+                    None if meeting.scheduled_start is None else text(meeting.scheduled_start),
+                    None if meeting.ended_at is None else text(meeting.ended_at),
+                    settings.max_participants,
+                    settings.e2ee_required,
+                    settings.guests_allowed,
+                    settings.lobby,
+                    settings.recording_allowed,
+                    json.dumps(list(meeting.hosts)),
                 ),
             )
         except sqlite3.IntegrityError:
@@ -75,18 +95,75 @@ class SqliteMeetingStore:
 
     async def get(self, meeting_id: str) -> Meeting | None:
         async with self._db.execute(
-            "SELECT meeting_id, title, created_at, created_by FROM meetings WHERE meeting_id = ?",
+            f"SELECT {_COLUMNS} FROM meetings WHERE meeting_id = ?",  # noqa: S608 (constant)
             (meeting_id,),
         ) as cursor:
             row = await cursor.fetchone()
-        if row is None:
-            return None
-        return Meeting(
-            meeting_id=row[0], title=row[1], created_at=datetime.fromisoformat(row[2]), created_by=row[3]
+        return None if row is None else _meeting(row)
+
+    async def update(self, meeting: Meeting) -> bool:
+        settings = meeting.settings
+        async with self._db.execute(
+            "UPDATE meetings SET title = ?, scheduled_start = ?, max_participants = ?, e2ee_required = ?, "
+            "guests_allowed = ?, lobby = ?, recording_allowed = ?, host_user_ids = ? WHERE meeting_id = ?",
+            (
+                meeting.title,
+                None if meeting.scheduled_start is None else text(meeting.scheduled_start),
+                settings.max_participants,
+                settings.e2ee_required,
+                settings.guests_allowed,
+                settings.lobby,
+                settings.recording_allowed,
+                json.dumps(list(meeting.hosts)),
+                meeting.meeting_id,
+            ),
+        ) as cursor:
+            return cursor.rowcount == 1
+
+    async def end(self, meeting_id: str, at: datetime) -> Meeting | None:
+        await self._db.execute(
+            "UPDATE meetings SET ended_at = ? WHERE meeting_id = ? AND ended_at IS NULL",
+            (text(at), meeting_id),
         )
+        return await self.get(meeting_id)
+
+    async def list_for_user(self, user_id: str, *, limit: int, after: PageCursor | None) -> list[Meeting]:
+        mine = "(created_by = ? OR EXISTS (SELECT 1 FROM json_each(meetings.host_user_ids) WHERE value = ?))"
+        parameters: tuple[Any, ...] = (user_id, user_id)
+        page = ""
+        if after is not None:
+            page = " AND (created_at < ? OR (created_at = ? AND meeting_id < ?))"
+            created = text(after.created_at)
+            parameters += (created, created, after.meeting_id)
+        async with self._db.execute(
+            f"SELECT {_COLUMNS} FROM meetings WHERE {mine}{page} "  # noqa: S608 (constant fragments)
+            "ORDER BY created_at DESC, meeting_id DESC LIMIT ?",
+            (*parameters, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_meeting(row) for row in rows]
 
     async def close(self) -> None:
         await self._db.close()
+
+
+def _meeting(row: Any) -> Meeting:
+    return Meeting(
+        meeting_id=row[0],
+        title=row[1],
+        created_at=time_of(row[2]),
+        created_by=row[3],
+        scheduled_start=None if row[4] is None else time_of(row[4]),
+        ended_at=None if row[5] is None else time_of(row[5]),
+        settings=RoomSettings(
+            max_participants=row[6],
+            e2ee_required=bool(row[7]),
+            guests_allowed=bool(row[8]),
+            lobby=bool(row[9]),
+            recording_allowed=bool(row[10]),
+        ),
+        hosts=tuple(json.loads(row[11])),
+    )
 
 
 async def migrate_sqlite(
