@@ -1,4 +1,5 @@
-"""Durable accounts: users, their OIDC identities, refresh-token families and the audit log of auth events.
+"""Durable accounts: users, their OIDC identities, refresh-token families and the audit log of auth events
+and of hosts' and admins' actions on meetings.
 
 The `AccountStore` contract holds no policy (that is `darktower.control.auth`); it makes each step that must
 be atomic one store operation, so two control-plane processes acting at once cannot break it:
@@ -73,6 +74,16 @@ class AuditAction(StrEnum):
     REFRESH = "refresh"
     REFRESH_REUSE = "refresh_reuse"
     LOGOUT = "logout"
+    MEETING_CREATE = "meeting_create"
+    MEETING_UPDATE = "meeting_update"
+    MEETING_END = "meeting_end"
+    HOST_MUTE = "host_mute"
+    HOST_REMOVE = "host_remove"
+    HOST_LOCK = "host_lock"
+    HOST_UNLOCK = "host_unlock"
+    LOBBY_ADMIT = "lobby_admit"
+    LOBBY_DENY = "lobby_deny"
+    RECORDING_CREATE = "recording_create"
 
 
 class AuditOutcome(StrEnum):
