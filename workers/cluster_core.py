@@ -82,8 +82,6 @@ class ClusterCore:
         """Owner side: the sessions of owned meetings, by cluster session id."""
         self._meetings: dict[str, Meeting] = {}
         self._published: dict[str, _Published] = {}
-        self._pending_subscriptions: dict[tuple[str, int], list[int]] = {}
-        """Rebuild: subscriptions re-registered before their track's publisher was."""
 
     # --- this worker's sessions ------------------------------------------------------------------------
 
@@ -158,7 +156,7 @@ class ClusterCore:
         if isinstance(record, Hello):
             return self._peer_started(sender, record.incarnation)
         if isinstance(record, Rejoin):
-            return self._rebuild(record)
+            return self._rebuild(sender, record)
         return self._from_owner(record)
 
     def _from_owner(self, record: Deliver | Close) -> list[ClusterAction]:
@@ -281,14 +279,13 @@ class ClusterCore:
         return actions
 
     def _rejoin(self, owner: int, catalog: Catalog) -> list[ClusterAction]:
-        """The restarted owner lost the meeting: local clients hear that its participants left; what is here
-        goes back to it."""
+        """The restarted owner lost the meeting: local clients hear that its participants left; the meeting
+        as seen from here, less those, goes back to it."""
         meeting_id = catalog.meeting_id
         dead = {m.session for m in catalog.members if worker_of(m.session) == owner}
-        members = tuple(
-            m for m in catalog.members if self._mine(m.session) and local_of(m.session) in self._local
+        local = tuple(
+            m.session for m in catalog.members if self._mine(m.session) and local_of(m.session) in self._local
         )
-        mine = {m.session for m in members}
         kept = tuple(
             TrackEntry(
                 t.track_id,
@@ -301,7 +298,6 @@ class ClusterCore:
             for t in catalog.tracks
             if t.publisher not in dead
         )
-        actions: list[ClusterAction] = []
         events: list[pb.ServerMessage] = [
             pb.ServerMessage(track_unpublished=pb.TrackUnpublished(track_id=t.track_id))
             for t in catalog.tracks
@@ -314,93 +310,94 @@ class ClusterCore:
                     participant_id=participant.participant_id, reason=pb.ParticipantLeft.REASON_DISCONNECTED
                 )
                 events.append(pb.ServerMessage(participant_left=left))
+        actions: list[ClusterAction] = []
         for message in events:
-            actions += messages.broadcast((local_of(s) for s in mine), message)
+            actions += messages.broadcast((local_of(s) for s in local), message)
         survivors = tuple(m for m in catalog.members if m.session not in dead)
         actions += self.media.apply_catalog(
-            Catalog(catalog.to, meeting_id, catalog.next_track_id, survivors, kept)
+            Catalog(owner, meeting_id, catalog.next_track_id, survivors, kept)
         )
-        rejoin = Rejoin(
-            owner,
-            meeting_id,
-            catalog.next_track_id,
-            members,
-            tuple(t for t in kept if t.publisher in mine),
-            tuple((s, t.track_id) for t in kept for s in t.subscribers if s in mine),
-        )
-        if members:
-            actions.append(WriteControl(encode_control(rejoin)))
-            log.info(
-                "re-registering %d participants with the restarted owner",
-                len(members),
-                extra={"meeting_id": meeting_id},
+        actions.append(
+            WriteControl(
+                encode_control(Rejoin(owner, meeting_id, catalog.next_track_id, survivors, kept, local))
             )
+        )
+        log.info(
+            "re-registering the meeting (%d participants, %d here) with the restarted owner",
+            len(survivors),
+            len(local),
+            extra={"meeting_id": meeting_id},
+        )
         return actions
 
-    def _rebuild(self, rejoin: Rejoin) -> list[ClusterAction]:
-        """Adopt an edge's participants, tracks and subscriptions into the meeting, telling nobody: they
-        already know. A participant that joined again meanwhile keeps its new session."""
+    def _rebuild(self, sender: int, rejoin: Rejoin) -> list[ClusterAction]:
+        """Adopts what is missing of an edge's view of the meeting, telling nobody (they already know); a
+        participant that joined again meanwhile keeps its new session. Members of the sender that it no
+        longer has leave, as disconnected."""
         meeting_id = rejoin.meeting_id
         if owner_index(meeting_id, self.workers) != self.index:
             return []
         meeting = self._meeting(meeting_id)
         meeting.reserve_track_ids(rejoin.next_track_id)
         for entry in rejoin.members:
-            participant = pb.Participant.FromString(entry.participant)
-            if participant.participant_id in meeting.members:
-                continue
-            member = Member(entry.session, _grant(meeting_id, participant), e2ee=participant.e2ee)
-            member.info = participant
-            meeting.members[member.participant_id] = member
-            session = Session(
-                entry.session,
-                meeting_id,
-                verifier=self._verifier,
-                limits=self._limits,
-                meeting_for=self._meeting,
-            )
-            session.meeting, session.member = meeting, member
-            self._sessions[entry.session] = session
-        for entry_track in rejoin.tracks:
-            self._adopt_track(meeting, entry_track)
-        for subscriber, track_id in rejoin.subscriptions:
-            self._adopt_subscription(meeting, subscriber, track_id)
-        return self._route(meeting_id, [])
+            self._adopt_member(meeting, entry)
+        for track in rejoin.tracks:
+            self._adopt_track(meeting, track)
+        actions: list[Action] = []
+        still_open = set(rejoin.local)
+        for member in list(meeting.members.values()):
+            if worker_of(member.session) == sender and member.session not in still_open:
+                session = self._sessions.pop(member.session, None)
+                if session is not None:
+                    actions += session.transport_closed()
+        return self._route(meeting_id, actions)
+
+    def _adopt_member(self, meeting: Meeting, entry: MemberEntry) -> None:
+        participant = pb.Participant.FromString(entry.participant)
+        if participant.participant_id in meeting.members or entry.session in self._sessions:
+            return
+        member = Member(entry.session, _grant(meeting.meeting_id, participant), e2ee=participant.e2ee)
+        member.info = participant
+        meeting.members[member.participant_id] = member
+        session = Session(
+            entry.session,
+            meeting.meeting_id,
+            verifier=self._verifier,
+            limits=self._limits,
+            meeting_for=self._meeting,
+        )
+        session.meeting, session.member = meeting, member
+        self._sessions[entry.session] = session
 
     def _adopt_track(self, meeting: Meeting, entry: TrackEntry) -> None:
-        session = self._sessions.get(entry.publisher)
-        publisher = session.member if session is not None else None
-        if (
-            publisher is None
-            or entry.track_id in meeting.tracks
-            or session is None
-            or session.meeting is not meeting
-        ):
-            return
-        track = Track(
-            entry.track_id,
-            publisher,
-            cast("pb.TrackKind", entry.kind),  # protobuf enum values are ints
-            entry.codec,
-            entry.label,
-        )
-        meeting.tracks[entry.track_id] = track
-        publisher.published[entry.track_id] = track
-        for subscriber in self._pending_subscriptions.pop((meeting.meeting_id, entry.track_id), []):
-            self._adopt_subscription(meeting, subscriber, entry.track_id)
-
-    def _adopt_subscription(self, meeting: Meeting, subscriber: int, track_id: int) -> None:
-        session = self._sessions.get(subscriber)
-        member = session.member if session is not None else None
-        if member is None:
-            return
-        track = meeting.tracks.get(track_id)
+        track = meeting.tracks.get(entry.track_id)
         if track is None:
-            self._pending_subscriptions.setdefault((meeting.meeting_id, track_id), []).append(subscriber)
+            session = self._sessions.get(entry.publisher)
+            publisher = session.member if session is not None else None
+            if publisher is None or session is None or session.meeting is not meeting:
+                return
+            track = Track(
+                entry.track_id,
+                publisher,
+                cast("pb.TrackKind", entry.kind),  # protobuf enum values are ints
+                entry.codec,
+                entry.label,
+            )
+            meeting.tracks[entry.track_id] = track
+            publisher.published[entry.track_id] = track
+        elif track.publisher.session != entry.publisher:
             return
-        if track_id not in member.subscriptions:
-            member.subscriptions[track_id] = track
-            track.add_subscriber(member)
+        for subscriber in entry.subscribers:
+            session = self._sessions.get(subscriber)
+            member = session.member if session is not None else None
+            if (
+                member is not None
+                and session is not None
+                and session.meeting is meeting
+                and entry.track_id not in member.subscriptions
+            ):
+                member.subscriptions[entry.track_id] = track
+                track.add_subscriber(member)
 
     def dump(self) -> dict[str, Any]:
         return {

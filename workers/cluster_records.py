@@ -127,15 +127,17 @@ class Catalog(_Record, frozen=True):
 
 
 class Rejoin(_Record, frozen=True):
-    """Edge -> restarted owner: the edge's participants of the meeting, the tracks they publish (ids kept)
-    and what they subscribe to, so the owner rebuilds the meeting without anyone noticing."""
+    """Edge -> restarted owner: the meeting as the edge last saw it, less the participants of the dead owner,
+    so the owner rebuilds it (track ids kept) without anyone noticing. Every edge sends its view; the first
+    rebuilds everything (so no subscription is missing from a catalog meanwhile), later ones add what is
+    missing. `local` are the sender's sessions still open: a member of the sender that is not among them
+    left while the owner was down."""
 
     meeting_id: str
     next_track_id: int
     members: tuple[MemberEntry, ...]
     tracks: tuple[TrackEntry, ...]
-    subscriptions: tuple[tuple[int, int], ...]
-    """(subscriber session, track id)."""
+    local: tuple[int, ...]
 
 
 ControlRecord = Hello | Signal | Lagging | Closed | Deliver | Close | Catalog | Rejoin

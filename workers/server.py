@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from darktower.core.certs import (
     CertificateStore,
@@ -37,14 +38,24 @@ from darktower.core.config import Config
 from darktower.core.tokens import TokenVerifier
 from darktower.proto import signaling_pb2 as pb
 from darktower.workers.actions import (
-    Action,
     CloseSession,
     EndVideoGroup,
     SendDatagram,
     SendSignaling,
     SendVideo,
 )
+from darktower.workers.cluster_core import ClusterCore
+from darktower.workers.cluster_io import ClusterLink
+from darktower.workers.cluster_records import (
+    INCARNATION_LIMIT,
+    ClusterAction,
+    RecordError,
+    WriteControl,
+    WriteMedia,
+    decode_control,
+)
 from darktower.workers.core import WorkerCore
+from darktower.workers.ring import Gap, RecordKind, RingCursor
 from darktower.workers.webtransport import (
     MIN_SEND_BUDGET,
     OutgoingStream,
@@ -62,6 +73,21 @@ _SHUTDOWN_REASON: Final = "server shutting down"
 def now_us() -> int:
     """Wall-clock µs: the core compares it with token expiry and echoes it in Pong."""
     return time.time_ns() // 1000
+
+
+class Core(Protocol):
+    """What the adapter drives: `WorkerCore` alone, or `ClusterCore` when the worker is one of several."""
+
+    def session_opened(self, session: int, meeting_id: str, now_us: int) -> Sequence[ClusterAction]: ...
+    def signaling_received(self, session: int, data: bytes, now_us: int) -> Sequence[ClusterAction]: ...
+    def datagram_received(self, session: int, data: bytes, now_us: int) -> Sequence[ClusterAction]: ...
+    def media_stream_received(
+        self, session: int, stream_id: int, data: bytes, end_stream: bool, now_us: int
+    ) -> Sequence[ClusterAction]: ...
+    def media_stream_reset(self, session: int, stream_id: int, now_us: int) -> Sequence[ClusterAction]: ...
+    def subscriber_lagging(self, session: int, track_id: int, now_us: int) -> Sequence[ClusterAction]: ...
+    def session_closed(self, session: int, now_us: int) -> Sequence[ClusterAction]: ...
+    def dump(self) -> dict[str, Any]: ...
 
 
 class _VideoOut:
@@ -125,8 +151,12 @@ class _Certificates:
 class WorkerServer:
     """One worker's QUIC endpoint; also the `SessionHandler` of its listener."""
 
-    def __init__(self, config: Config, core: WorkerCore, certificates: _Certificates) -> None:
+    def __init__(self, config: Config, core: Core, certificates: _Certificates) -> None:
         self._core = core
+        self._cluster: ClusterCore | None = None
+        self._link: ClusterLink | None = None
+        self.ring_errors = 0
+        """Ring records that were not well-formed records (skipped)."""
         self._certificates = certificates
         self._max_queued_ms = config.limits.max_queued_ms
         self._peers: dict[int, _Peer] = {}
@@ -151,8 +181,23 @@ class WorkerServer:
         handed over; with `worker_index`, connection IDs name this worker (see `WebTransportListener.listen`)."""
         certificates = _Certificates(config, certificate_dir)
         serving = certificates.current()
-        server = cls(config, WorkerCore(verifier=verifier, limits=config.limits), certificates)
+        workers = config.server.workers
+        cluster: ClusterCore | None = None
+        core: Core
+        if workers > 1 and worker_index is not None:
+            core = cluster = ClusterCore(
+                index=worker_index,
+                workers=workers,
+                incarnation=secrets.randbelow(INCARNATION_LIMIT),
+                verifier=verifier,
+                limits=config.limits,
+            )
+        else:
+            core = WorkerCore(verifier=verifier, limits=config.limits)
+        server = cls(config, core, certificates)
         server._serving = serving
+        if cluster is not None and worker_index is not None:
+            server._join_cluster(config, cluster, worker_index)
         server._listener = await WebTransportListener.listen(
             host or config.server.host,
             config.server.quic_port if port is None else port,
@@ -167,8 +212,61 @@ class WorkerServer:
         log.info("listening on UDP port %d", server.port)
         return server
 
+    def _join_cluster(self, config: Config, cluster: ClusterCore, index: int) -> None:
+        """Opens this worker's rings, reads its peers', and says Hello (docs/ARCHITECTURE.md, Cluster)."""
+        link = self._link = ClusterLink(
+            config.server.data_dir,
+            index,
+            cluster.workers,
+            config.limits.max_frame_payload_bytes,
+            self._ring_item,
+        )
+        self._cluster = cluster
+        link.start()
+        self._run(cluster.start(now_us()))
+        log.info(
+            "worker %d of %d: incarnation %06x, reading %d peers",
+            index,
+            cluster.workers,
+            cluster.incarnation,
+            link.attached,
+            extra={"worker": index},
+        )
+
+    def _ring_item(self, peer: int, kind: RecordKind, item: Any, cursor: RingCursor) -> None:
+        """One record (or gap) of a peer's ring, from the ring reader; a media view is consumed here."""
+        cluster = self._cluster
+        if cluster is None:
+            return
+        try:
+            if type(item) is Gap:
+                log.warning(
+                    "lost %d records of worker %d's %s ring (%s)",
+                    item.length,
+                    peer,
+                    kind.name.lower(),
+                    item.reason.value,
+                    extra={"worker": peer},
+                )
+                if kind is RecordKind.MEDIA:
+                    self._run(cluster.media_gap(peer, now_us()))
+            elif kind is RecordKind.MEDIA:
+                self._run(cluster.media_record(item.payload))
+                if not cursor.intact(item):
+                    log.warning("a media record of worker %d was overwritten while sent", peer)
+            else:
+                self._run(cluster.control_record(peer, decode_control(item.payload), now_us()))
+        except RecordError as exc:
+            self.ring_errors += 1
+            log.warning("skipped a bad record of worker %d: %s", peer, exc, extra={"worker": peer})
+        except Exception:
+            self.ring_errors += 1
+            log.exception("a ring record failed", extra={"worker": peer})
+
     def dump(self) -> dict[str, Any]:
         state = self._core.dump()
+        if self._link is not None:
+            state["ring_lag"] = self._link.lag()
         state["connections"] = len(self._listener.connections) if self._listener is not None else 0
         state["certificate_sha256"] = self._serving.sha256.hex() if self._serving is not None else None
         return state
@@ -182,6 +280,9 @@ class WorkerServer:
         if self._listener is not None:
             self._listener.close(0, _SHUTDOWN_REASON)
             self._listener = None
+        if self._link is not None:
+            self._link.close()
+            self._link = None
 
     def reload_certificate(self) -> bool:
         """Serves the store's newest certificate to new connections if it changed; True when it did."""
@@ -256,7 +357,7 @@ class WorkerServer:
         except Exception:
             log.exception("core failed on a closed session", extra={"meeting_id": session.meeting_id})
 
-    def _guarded(self, session: ServerSession, call: Callable[[], list[Action]]) -> None:
+    def _guarded(self, session: ServerSession, call: Callable[[], Sequence[ClusterAction]]) -> None:
         try:
             self._run(call())
         except Exception:
@@ -269,7 +370,7 @@ class WorkerServer:
 
     # --- actions -----------------------------------------------------------------------------------
 
-    def _run(self, actions: list[Action]) -> None:
+    def _run(self, actions: Sequence[ClusterAction]) -> None:
         peers = self._peers
         for action in actions:
             if type(action) is SendDatagram:
@@ -286,6 +387,18 @@ class WorkerServer:
                 self._send_signaling(action)
             elif type(action) is CloseSession:
                 self._close_session(action)
+            elif self._link is not None:
+                self._write_ring(self._link, action)
+
+    @staticmethod
+    def _write_ring(link: ClusterLink, action: ClusterAction) -> None:
+        if type(action) is WriteControl:
+            link.write_control(action.data)
+        elif type(action) is WriteMedia:
+            if len(action.header) + len(action.frame) > link.max_media_record:
+                log.warning("a frame of %d bytes is too large for the media ring", len(action.frame))
+                return
+            link.write_media(action.header + action.frame)
 
     def _send_signaling(self, action: SendSignaling) -> None:
         peer = self._peers.get(action.session)

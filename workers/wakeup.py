@@ -79,6 +79,10 @@ class RingReader:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.Handle | None = None
 
+    @property
+    def cursors(self) -> tuple[RingCursor, ...]:
+        return self._cursors
+
     def start(self) -> None:
         """Begin reading on the running loop (what is already waiting is read at once)."""
         self._loop = asyncio.get_running_loop()

@@ -53,6 +53,9 @@ class Cluster:
         self.cores = [self._core(k, k + 1) for k in range(WORKERS)]
         self.control: list[list[bytes]] = [[] for _ in range(WORKERS)]
         self.media: list[list[bytes]] = [[] for _ in range(WORKERS)]
+        """Everything each worker wrote into its rings, in order."""
+        self.read: dict[tuple[int, int, str], int] = defaultdict(int)
+        """(reader, writer, ring) -> how many records the reader has read."""
         self.media_written = [0] * WORKERS
         self.inbox: dict[Peer, list[pb.ServerMessage]] = defaultdict(list)
         self.datagrams: dict[Peer, list[bytes]] = defaultdict(list)
@@ -95,43 +98,48 @@ class Cluster:
                 self.closed[worker, action.session] = action
             else:
                 assert isinstance(action, EndVideoGroup)
+
+    def act(self, worker: int, actions: list[ClusterAction]) -> None:
+        """What a worker's core returned for an input: carried out, and its records read by the others."""
+        self.run(worker, actions)
         self.pump()
 
     def pump(self) -> None:
-        """Every record written so far, read by every other worker, until nothing new is written."""
-        while any(self.control) or any(self.media):
-            for writer in range(WORKERS):
-                records, self.control[writer] = self.control[writer], []
-                for data in records:
-                    for reader in range(WORKERS):
-                        if reader != writer:
-                            core = self.cores[reader]
-                            self.run(reader, core.control_record(writer, decode_control(data), self.now_us))
-                frames, self.media[writer] = self.media[writer], []
-                for data in frames:
-                    for reader in range(WORKERS):
-                        if reader != writer:
-                            self.run(reader, self.cores[reader].media_record(memoryview(data)))
+        """Every reader reads every other worker's rings, each in order, until nothing new was written."""
+        progress = True
+        while progress:
+            progress = False
+            for reader, writer in itertools.permutations(range(WORKERS), 2):
+                core = self.cores[reader]
+                while (done := self.read[reader, writer, "control"]) < len(self.control[writer]):
+                    self.read[reader, writer, "control"] = done + 1
+                    record = decode_control(self.control[writer][done])
+                    self.run(reader, core.control_record(writer, record, self.now_us))
+                    progress = True
+                while (done := self.read[reader, writer, "media"]) < len(self.media[writer]):
+                    self.read[reader, writer, "media"] = done + 1
+                    self.run(reader, core.media_record(memoryview(self.media[writer][done])))
+                    progress = True
 
     def restart(self, worker: int, incarnation: int) -> None:
         """kill -9 and restart: the core's state is gone; sessions it had are gone too; it says Hello."""
         for peer in [p for p in self._readers if p[0] == worker]:
             del self._readers[peer]
         self.cores[worker] = core = self._core(worker, incarnation)
-        self.run(worker, core.start(self.now_us))
+        self.act(worker, core.start(self.now_us))
 
     # --- clients ----------------------------------------------------------------------------------------
 
     def open(self, worker: int, meeting_id: str) -> Peer:
         peer = (worker, next(self._next_session))
         self._readers[peer] = DelimitedReader(1 << 24)
-        self.run(worker, self.cores[worker].session_opened(peer[1], meeting_id, self.now_us))
+        self.act(worker, self.cores[worker].session_opened(peer[1], meeting_id, self.now_us))
         return peer
 
     def request(self, peer: Peer, message: pb.ClientMessage) -> pb.ServerMessage:
         message.request_id = next(self._next_request)
         worker, session = peer
-        self.run(
+        self.act(
             worker, self.cores[worker].signaling_received(session, encode_delimited(message), self.now_us)
         )
         replies = [m for m in self.inbox[peer] if m.request_id == message.request_id]
@@ -170,7 +178,7 @@ class Cluster:
         worker, session = peer
         for index, frame in enumerate(sent):
             end = index == frames - 1
-            self.run(
+            self.act(
                 worker, self.cores[worker].media_stream_received(session, stream, frame, end, self.now_us)
             )
         return sent
@@ -218,7 +226,7 @@ def test_participants_on_three_workers_are_one_meeting(cluster: Cluster) -> None
         meeting: {"participants": ["alice", "bob", "carol"], "tracks": 0}
     }
     assert cluster.cores[1].dump()["meetings"] == {}
-    cluster.run(2, cluster.cores[2].session_closed(bob[1], cluster.now_us))
+    cluster.act(2, cluster.cores[2].session_closed(bob[1], cluster.now_us))
     assert cluster.events(alice) == ["participant_left"]
     assert cluster.events(carol) == ["participant_left"]
 
@@ -240,11 +248,11 @@ def test_video_is_written_once_and_every_subscriber_starts_at_a_keyframe(cluster
     late, _ = cluster.join(2, meeting, "erin")
     cluster.subscribe(late, track)
     stream = next(cluster.next_stream)
-    cluster.run(
+    cluster.act(
         1, cluster.cores[1].media_stream_received(alice[1], stream, video_frame(track, 1, 0), False, 0)
     )
     cluster.subscribe(cluster.join(0, meeting, "fay")[0], track)
-    cluster.run(
+    cluster.act(
         1, cluster.cores[1].media_stream_received(alice[1], stream, video_frame(track, 1, 1), True, 0)
     )
     assert cluster.video[late] == [[video_frame(track, 1, 0), video_frame(track, 1, 1)]]
@@ -264,7 +272,7 @@ def test_audio_reaches_subscribers_on_every_worker(cluster: Cluster) -> None:
     cluster.subscribe(carol, track)
     frames = [audio_frame(track, seq) for seq in range(5)]
     for frame in frames:
-        cluster.run(0, cluster.cores[0].datagram_received(alice[1], frame, cluster.now_us))
+        cluster.act(0, cluster.cores[0].datagram_received(alice[1], frame, cluster.now_us))
     assert cluster.datagrams[bob] == frames
     assert cluster.datagrams[carol] == frames
     assert cluster.media_written[0] == 5
@@ -281,11 +289,11 @@ def test_a_ring_gap_holds_video_until_the_next_keyframe_and_asks_the_publisher_f
     cluster.events(alice)
     stream = next(cluster.next_stream)
     core = cluster.cores[1]
-    cluster.run(1, core.media_stream_received(alice[1], stream, video_frame(track, 0, 0), False, 0))
+    cluster.act(1, core.media_stream_received(alice[1], stream, video_frame(track, 0, 0), False, 0))
     cluster.now_us += 2_000_000
-    cluster.run(2, cluster.cores[2].media_gap(1, cluster.now_us))
+    cluster.act(2, cluster.cores[2].media_gap(1, cluster.now_us))
     assert cluster.events(alice) == ["keyframe_request"], "the request reached the publisher's worker"
-    cluster.run(1, core.media_stream_received(alice[1], stream, video_frame(track, 0, 1), True, 0))
+    cluster.act(1, core.media_stream_received(alice[1], stream, video_frame(track, 0, 1), True, 0))
     assert cluster.video[bob] == [[video_frame(track, 0, 0)]]
     assert cluster.cores[2].dump()["cluster"]["ring_gaps"] == 1
     group1 = cluster.send_group(alice, track, 1, 2)
@@ -296,9 +304,9 @@ def test_bad_frames_of_a_publisher_are_refused_at_its_worker(cluster: Cluster) -
     meeting = meeting_owned_by(0)
     alice, _ = cluster.join(1, meeting, "alice")
     for seq in range(cluster.limits.malformed_input_tolerance):
-        cluster.run(1, cluster.cores[1].datagram_received(alice[1], audio_frame(99, seq), 0))
+        cluster.act(1, cluster.cores[1].datagram_received(alice[1], audio_frame(99, seq), 0))
     assert cluster.events(alice) == ["error"] * cluster.limits.malformed_input_tolerance
-    cluster.run(1, cluster.cores[1].datagram_received(alice[1], b"\x07", 0))
+    cluster.act(1, cluster.cores[1].datagram_received(alice[1], b"\x07", 0))
     assert cluster.closed[alice].code == pb.ERROR_CODE_BAD_FRAME
 
 
