@@ -1,0 +1,142 @@
+"""Where a join is sent: the media node (host, QUIC port, certificate hashes) that will serve the meeting.
+
+`Discovery` is the interface the join route asks (`target(meeting_id, region)`); two implementations:
+
+- `StaticDiscovery` (the embedded default): always this node, with the port of the meeting's owner worker
+  when the workers listen on a port each. Exactly what a single box needs.
+- `ConsulDiscovery` (`darktower.control.consul_discovery`): every node registers itself in Consul (region,
+  load, ports and certificate hashes in its service metadata, kept alive by a TTL check the supervisor
+  passes), and a join goes to `choose_node` of the healthy ones.
+
+`choose_node` is the routing rule, free of I/O: a healthy node of the caller's region with the least load;
+when that region has none, the least loaded healthy node of any region; ties go to the lowest node name,
+so every control plane picks the same node from the same view. A meeting whose node list is empty (no
+healthy node anywhere) cannot be joined: `NoMediaNodeError` (503 `no_media_node`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from darktower.control.store import ControlError
+from darktower.workers.shard import owner_index
+
+
+class NoMediaNodeError(ControlError):
+    """No healthy media node can take the join now."""
+
+
+class DiscoveryUnavailableError(ControlError):
+    """The discovery service (Consul) cannot be reached and nothing usable is cached."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaNode:
+    """One media node as discovery sees it."""
+
+    name: str
+    region: str
+    host: str
+    """Host name or address clients reach its QUIC port on."""
+    ports: tuple[int, ...]
+    """One UDP port for all workers, or one per worker (worker k on `ports[k]`)."""
+    certificate_hashes: tuple[bytes, ...]
+    """SHA-256 of the certificates it serves that browsers may accept by hash; empty for Web PKI ones."""
+    load: float
+    """Lower is better: open QUIC connections over all its workers."""
+    healthy: bool
+
+    def port_for(self, meeting_id: str) -> int:
+        """The port serving `meeting_id`: the owner worker's when each worker has its own."""
+        return self.ports[owner_index(meeting_id, len(self.ports))] if len(self.ports) > 1 else self.ports[0]
+
+
+@dataclass(frozen=True, slots=True)
+class JoinTarget:
+    host: str
+    port: int
+    certificate_hashes: tuple[bytes, ...]
+    node: str
+    region: str
+
+
+def choose_node(nodes: Sequence[MediaNode], region: str) -> MediaNode | None:
+    """The node a join from `region` goes to (see the module docstring); None when none is healthy."""
+    healthy = [node for node in nodes if node.healthy]
+    local = [node for node in healthy if node.region == region]
+    pool = local or healthy
+    return min(pool, key=lambda node: (node.load, node.name)) if pool else None
+
+
+def target_for(nodes: Sequence[MediaNode], meeting_id: str, region: str) -> JoinTarget:
+    """Where a join of `meeting_id` from `region` goes; NoMediaNodeError when nowhere."""
+    node = choose_node(nodes, region)
+    if node is None:
+        raise NoMediaNodeError(f"no healthy media node in region {region!r} or any other; try again shortly")
+    return JoinTarget(
+        host=node.host,
+        port=node.port_for(meeting_id),
+        certificate_hashes=node.certificate_hashes,
+        node=node.name,
+        region=node.region,
+    )
+
+
+class Discovery(Protocol):
+    region: str
+    """This control plane's own region: where joins that name none go."""
+
+    def target_now(self, meeting_id: str, region: str) -> JoinTarget:
+        """Where a join of `meeting_id` from a caller in `region` goes, from what is known now (no I/O)."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keeps what `target_now` knows up to date until `stop` is set."""
+
+    async def close(self) -> None:
+        """Releases the discovery's resources."""
+
+
+class StaticDiscovery:
+    """This node only: `host`, `ports` (one, or one per worker) and its certificate hashes read per join
+    (self-signed certificates rotate)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        region: str,
+        host: str,
+        ports: Sequence[int],
+        certificate_hashes: Callable[[], Sequence[bytes]],
+    ) -> None:
+        if not ports:
+            raise ValueError("a node has at least one QUIC port")
+        self.region = region
+        self._name = name
+        self._host = host
+        self._ports = tuple(ports)
+        self._hashes = certificate_hashes
+
+    def node(self) -> MediaNode:
+        return MediaNode(
+            name=self._name,
+            region=self.region,
+            host=self._host,
+            ports=self._ports,
+            certificate_hashes=tuple(self._hashes()),
+            load=0.0,
+            healthy=True,
+        )
+
+    def target_now(self, meeting_id: str, region: str) -> JoinTarget:
+        # One node: whatever region the caller names, this node serves it (the cross-region fallback).
+        return target_for([self.node()], meeting_id, region)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    async def close(self) -> None:
+        return None
