@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from darktower.control.app import url_host
+from darktower.control.consul_registration import start_node_heartbeat
 from darktower.control.main import control_process
 from darktower.core.certs import CertificateError, CertificateStore, load_certificate, store_for, utcnow
 from darktower.core.config import Config
@@ -251,7 +252,12 @@ def _supervise(
                 log.info("joins name the UDP port of the meeting's owner worker")
             announce("darktower: ready")
             notifier.ready(f"{len(quic_ports)} workers; HTTP on port {http_port}")
-            supervisor.run(None if certificates is None else lambda: rotation_check(certificates))
+            consul = start_node_heartbeat(config, table, owner_ports or [quic_port])
+            try:
+                supervisor.run(None if certificates is None else lambda: rotation_check(certificates))
+            finally:
+                if consul is not None:
+                    consul.stop()
         except StopRequestedError:
             log.info("stopped before start-up finished")
         finally:
