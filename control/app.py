@@ -1,10 +1,11 @@
-"""The control plane's HTTP API: accounts and sign-in, create and look up meetings, hand out join tokens,
-serve the web app.
+"""The control plane's HTTP API: accounts and sign-in, meetings (`darktower.control.meeting_routes`), join
+tokens, host actions, serve the web app.
 
 Every refusal has the body `{"error": {"code": "<snake_case>", "message": "..."}}` and a 4xx or 503 status;
 no input, however malformed, produces a 500. Codes: `invalid_request` (422, the message names the field and
 why), `unsupported_media_type` (415, a body that is not declared as JSON), `body_too_large` (413),
-`meeting_exists` (409), `meeting_not_found` (404), `not_found` / `method_not_allowed` (unknown routes),
+`meeting_exists` (409), `meeting_not_found` (404), `not_found` / `method_not_allowed` (unknown routes), those
+of `darktower.control.meeting_routes` (hosts, joins, lobby),
 `certificates_unavailable` (503, the self-signed certificate store cannot be read), `rate_limited` (429, too
 many joins from one address), the codes of `darktower.control.api_common` (stores down, bearer tokens) and
 of `darktower.control.auth_api` (accounts, sign-in).
@@ -14,17 +15,16 @@ A meeting created with a valid access token records its creator (`created_by`); 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import re
-import secrets
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
@@ -33,25 +33,20 @@ from starlette.types import Scope
 from darktower.control.access_tokens import AccessTokens
 from darktower.control.accounts import AccountStore, InMemoryAccountStore
 from darktower.control.admin_api import LiveMeetingsSource, add_admin_routes
-from darktower.control.api_common import ApiError, bearer_token, client_ip, install_error_handlers, parse_body
+from darktower.control.api_common import ApiError, install_error_handlers
 from darktower.control.auth import AuthService
 from darktower.control.auth_api import add_auth_routes
 from darktower.control.ephemeral import EphemeralStore
+from darktower.control.meeting_history import HistoryCollector
+from darktower.control.meeting_routes import MEETING_BODIES, MeetingDeps, add_meeting_routes
 from darktower.control.memory_ephemeral import InMemoryEphemeralStore
 from darktower.control.metrics import ControlMetrics, install_metrics
 from darktower.control.oidc import OidcClient
-from darktower.control.openapi_doc import document_api
+from darktower.control.openapi_doc import REQUEST_BODIES, document_api
 from darktower.control.passwords import PasswordHasher
 from darktower.control.ratelimit import RateLimiter
-from darktower.control.schemas import (
-    MEETING_ID_PATTERN,
-    CertificateHash,
-    CreateMeetingRequest,
-    JoinRequest,
-    JoinResponse,
-    MeetingResponse,
-)
-from darktower.control.store import Meeting, MeetingExistsError, MeetingStore
+from darktower.control.store import Meeting, MeetingStore
+from darktower.control.worker_admin import WorkerAdmin
 from darktower.core.certs import CertificateError
 from darktower.core.config import Config, ConfigError
 from darktower.core.tokens import TokenSigner
@@ -60,7 +55,6 @@ from darktower.workers.shard import owner_index
 log = logging.getLogger(__name__)
 
 _DEFAULT_WEB_ROOT: Final = Path(__file__).resolve().parents[1] / "client" / "web" / "dist"
-_MEETING_ID_RE: Final = re.compile(MEETING_ID_PATTERN)
 
 
 def web_root_for(config: Config) -> Path | None:
@@ -92,6 +86,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
     metrics: ControlMetrics | None = None,
     live_meetings: LiveMeetingsSource | None = None,
+    workers: WorkerAdmin | None = None,
+    collect_history: bool = True,
 ) -> FastAPI:
     """The API over `store` and `accounts`; join tokens from `signer`, access tokens from `access_tokens`;
     rate limits and OIDC sign-in state in `ephemeral`; URLs name `quic_port` on `server.advertised_host`, or,
@@ -100,8 +96,30 @@ def create_app(
     Left out, `accounts` are kept in memory, `ephemeral` is in-process, and access tokens are signed with
     a key made for this app (they are then valid only here): what a test or a single process needs.
     `metrics` (a fresh set by default) is served at `/metrics`; `live_meetings` feeds the admin view of
-    live meetings (`darktower.control.admin_api`; without it that view answers 503)."""
-    app = FastAPI(title="Dark Tower control plane", docs_url=None, redoc_url=None, redirect_slashes=False)
+    live meetings (`darktower.control.admin_api`; without it that view answers 503). `workers` reaches this
+    node's workers (default: their admin sockets in the data dir) for host actions and history, which the
+    app collects in the background while it runs (its lifespan) when `collect_history`."""
+    workers = workers if workers is not None else WorkerAdmin(config.server.data_dir, config.server.workers)
+    history = HistoryCollector(workers, store.records)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        collecting = asyncio.create_task(history.run()) if collect_history else None
+        try:
+            yield
+        finally:
+            if collecting is not None:
+                collecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await collecting
+
+    app = FastAPI(
+        title="Dark Tower control plane",
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+        lifespan=lifespan,
+    )
     media_host = f"https://{url_host(config.server.advertised_host)}"
     ephemeral = ephemeral if ephemeral is not None else InMemoryEphemeralStore()
     limiter = RateLimiter(ephemeral, config.rate_limits)
@@ -129,51 +147,31 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/meetings", status_code=201)
-    async def create_meeting(request: Request) -> MeetingResponse:
-        token = bearer_token(request)
-        creator = auth.authenticate(token).user_id if token is not None else None
-        body = await parse_body(request, CreateMeetingRequest, empty_means_object=True)
-        meeting = await _create(store, body, creator)
-        log.info("meeting created", extra={"meeting_id": meeting.meeting_id})
-        return _meeting_response(meeting)
-
-    @app.get("/v1/meetings/{meeting_id}")
-    async def get_meeting(meeting_id: str) -> MeetingResponse:
-        return _meeting_response(await _existing(store, meeting_id))
-
-    @app.post("/v1/meetings/{meeting_id}/join")
-    async def join_meeting(meeting_id: str, request: Request) -> JoinResponse:
-        await limiter.join(client_ip(request))
-        body = await parse_body(request, JoinRequest, empty_means_object=False)
-        meeting = await _existing(store, meeting_id)
+    def join_target(meeting: Meeting) -> tuple[str, list[bytes]]:
         try:
             hashes = certificate_hashes()
         except CertificateError as exc:
-            log.exception("cannot read the certificate store", extra={"meeting_id": meeting_id})
+            log.exception("cannot read the certificate store", extra={"meeting_id": meeting.meeting_id})
             raise ApiError(503, "certificates_unavailable", str(exc)) from None
-        participant_id = secrets.token_urlsafe(12)
         owner = owner_index(meeting.meeting_id, len(owner_ports)) if owner_ports else None
         port = quic_port if owner is None else owner_ports[owner]
-        token, grant = signer.sign(
-            meeting_id=meeting.meeting_id,
-            participant_id=participant_id,
-            display_name=body.display_name,
-            can_publish=body.publish,
-            can_subscribe=body.subscribe,
-            now=clock(),
-        )
-        log.info("join token issued", extra={"meeting_id": meeting_id, "participant_id": participant_id})
-        return JoinResponse(
-            token=token,
-            participant_id=participant_id,
-            meeting_id=meeting.meeting_id,
-            webtransport_url=f"{media_host}:{port}/meetings/{meeting.meeting_id}",
-            certificate_hashes=[CertificateHash(algorithm="sha-256", value=h.hex()) for h in hashes],
-            expires_at=datetime.fromtimestamp(grant.expires_at, UTC).isoformat(),
-        )
+        return f"{media_host}:{port}/meetings/{meeting.meeting_id}", hashes
 
-    document_api(app)
+    add_meeting_routes(
+        app,
+        MeetingDeps(
+            store=store,
+            auth=auth,
+            signer=signer,
+            limiter=limiter,
+            workers=workers,
+            history=history,
+            join_target=join_target,
+            clock=clock,
+        ),
+    )
+
+    document_api(app, {**REQUEST_BODIES, **MEETING_BODIES})
     web_root = web_root_for(config)
     if web_root is not None:
         app.mount("/", _WebApp(directory=web_root, html=True), name="web")
@@ -190,32 +188,3 @@ class _WebApp(StaticFiles):
             if exc.status_code != 404 or path.split("/", 1)[0] in {"v1", "healthz"}:
                 raise
             return await super().get_response("index.html", scope)
-
-
-async def _create(store: MeetingStore, body: CreateMeetingRequest, creator: str | None) -> Meeting:
-    # A generated id has 96 random bits: a collision is as unlikely as guessing a join token.
-    meeting_id = body.meeting_id if body.meeting_id is not None else secrets.token_urlsafe(12)
-    meeting = Meeting(
-        meeting_id=meeting_id, title=body.title, created_at=datetime.now(UTC), created_by=creator
-    )
-    try:
-        await store.create(meeting)
-    except MeetingExistsError as exc:
-        raise ApiError(409, "meeting_exists", str(exc)) from None
-    return meeting
-
-
-async def _existing(store: MeetingStore, meeting_id: str) -> Meeting:
-    meeting = await store.get(meeting_id) if _MEETING_ID_RE.fullmatch(meeting_id) else None
-    if meeting is None:
-        raise ApiError(404, "meeting_not_found", f"no meeting {meeting_id!r}")
-    return meeting
-
-
-def _meeting_response(meeting: Meeting) -> MeetingResponse:
-    return MeetingResponse(
-        meeting_id=meeting.meeting_id,
-        title=meeting.title,
-        created_at=meeting.created_at.isoformat(),
-        created_by=meeting.created_by,
-    )

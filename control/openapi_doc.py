@@ -18,8 +18,6 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from darktower.control.schemas import (
-    CreateMeetingRequest,
-    JoinRequest,
     LoginRequest,
     RefreshRequest,
     RegisterRequest,
@@ -45,10 +43,9 @@ REQUEST_BODIES: Final[Mapping[tuple[str, str], tuple[type[RequestBody], bool]]] 
     ("post", "/v1/auth/login"): (LoginRequest, True),
     ("post", "/v1/auth/refresh"): (RefreshRequest, True),
     ("post", "/v1/auth/logout"): (RefreshRequest, True),
-    ("post", "/v1/meetings"): (CreateMeetingRequest, False),
-    ("post", "/v1/meetings/{meeting_id}/join"): (JoinRequest, True),
 }
-"""(method, path template) -> (body model, whether a body is required)."""
+"""(method, path template) -> (body model, whether a body is required); the meeting routes' are
+`darktower.control.meeting_routes.MEETING_BODIES`."""
 
 
 def document_api(

@@ -16,7 +16,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
     StrictStr,
     ValidationError,
 )
@@ -24,7 +23,7 @@ from pydantic import (
 MEETING_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 
 
-def _printable(value: str) -> str:
+def printable(value: str) -> str:
     """Refuses control characters: names and titles are shown to other people and written to logs."""
     for char in value:
         if unicodedata.category(char) == "Cc":
@@ -42,11 +41,6 @@ class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class CreateMeetingRequest(RequestBody):
-    meeting_id: Annotated[StrictStr, Field(pattern=MEETING_ID_PATTERN)] | None = None
-    title: Annotated[StrictStr, Field(max_length=200), AfterValidator(_printable)] = ""
-
-
 def _email_address(value: str) -> str:
     """One `@` between a non-empty local part and domain, no spaces or control characters; lower-cased,
     because addresses identify accounts and people do not type them with consistent case."""
@@ -60,7 +54,7 @@ def _email_address(value: str) -> str:
 
 EmailAddress = Annotated[StrictStr, Field(max_length=254), AfterValidator(_email_address)]
 DisplayName = Annotated[
-    StrictStr, Field(min_length=1, max_length=64), AfterValidator(_printable), AfterValidator(_not_blank)
+    StrictStr, Field(min_length=1, max_length=64), AfterValidator(printable), AfterValidator(_not_blank)
 ]
 
 
@@ -80,21 +74,6 @@ class RefreshRequest(RequestBody):
     refresh_token: Annotated[StrictStr, Field(min_length=1, max_length=512)]
 
 
-class JoinRequest(RequestBody):
-    display_name: DisplayName
-    publish: StrictBool = True
-    subscribe: StrictBool = True
-
-
-class MeetingResponse(BaseModel):
-    meeting_id: str
-    title: str
-    created_at: str
-    """ISO 8601 with offset."""
-    created_by: str | None
-    """The user id of the signed-in creator; null when it was created without signing in."""
-
-
 class CertificateHash(BaseModel):
     algorithm: str
     value: str
@@ -105,6 +84,10 @@ class JoinResponse(BaseModel):
     token: str
     participant_id: str
     meeting_id: str
+    role: str
+    """host, participant or viewer."""
+    e2ee_required: bool
+    """The worker refuses a Join that does not announce end-to-end encryption."""
     webtransport_url: str
     certificate_hashes: list[CertificateHash]
     expires_at: str

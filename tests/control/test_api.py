@@ -47,7 +47,16 @@ async def test_a_meeting_is_created_with_the_given_id_and_title(client: httpx.As
     response = await client.post("/v1/meetings", json={"meeting_id": "standup_1-A", "title": "Standup"})
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"meeting_id", "title", "created_at", "created_by"}
+    assert set(body) == {
+        "meeting_id",
+        "title",
+        "created_at",
+        "created_by",
+        "scheduled_start",
+        "ended_at",
+        "settings",
+        "host_user_ids",
+    }
     assert body["created_by"] is None
     assert body["meeting_id"] == "standup_1-A"
     assert body["title"] == "Standup"
@@ -114,6 +123,8 @@ async def test_join_returns_a_token_that_names_meeting_participant_and_permissio
         "token",
         "participant_id",
         "meeting_id",
+        "role",
+        "e2ee_required",
         "webtransport_url",
         "certificate_hashes",
         "expires_at",
