@@ -26,6 +26,7 @@ from darktower.core.tokens import JoinGrant, TokenVerifier
 from darktower.proto import signaling_pb2 as pb
 from darktower.workers import messages
 from darktower.workers.actions import Action, CloseSession, SendSignaling
+from darktower.workers.admin_state import Oversight
 from darktower.workers.cluster_media import MediaRouter
 from darktower.workers.cluster_records import (
     BROADCAST,
@@ -49,7 +50,7 @@ from darktower.workers.cluster_records import (
     worker_of,
 )
 from darktower.workers.errors import WorkerError
-from darktower.workers.meeting import Meeting, Member, Track
+from darktower.workers.meeting import Meeting, Member, Track, control_plane_action
 from darktower.workers.session import Session
 from darktower.workers.shard import owner_index
 
@@ -82,6 +83,8 @@ class ClusterCore:
         """Owner side: the sessions of owned meetings, by cluster session id."""
         self._meetings: dict[str, Meeting] = {}
         self._published: dict[str, _Published] = {}
+        self.oversight = Oversight()
+        """Removals, ends and the join/leave journal of the meetings this worker owns."""
 
     # --- this worker's sessions ------------------------------------------------------------------------
 
@@ -211,12 +214,33 @@ class ClusterCore:
     def _meeting(self, meeting_id: str) -> Meeting:
         meeting = self._meetings.get(meeting_id)
         if meeting is None:
-            meeting = self._meetings[meeting_id] = Meeting(meeting_id, self._limits, self._forget)
+            meeting = self._meetings[meeting_id] = Meeting(
+                meeting_id, self._limits, self._forget, oversight=self.oversight
+            )
         return meeting
 
     def _forget(self, meeting: Meeting) -> None:
         if self._meetings.get(meeting.meeting_id) is meeting:
             del self._meetings[meeting.meeting_id]
+
+    def host_action(
+        self, meeting_id: str, kind: pb.HostAction.Kind, participant_id: str, now_us: int
+    ) -> list[ClusterAction]:
+        """A host action from the control plane, which sends it to the meeting's owner (this worker);
+        `RequestRefusedError` as `control_plane_action`."""
+        actions = control_plane_action(
+            self._meetings.get(meeting_id),
+            self.oversight,
+            meeting_id,
+            kind=kind,
+            participant_id=participant_id,
+            now_us=now_us,
+        )
+        return self._route(meeting_id, actions)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The meetings this worker owns, live (`Meeting.snapshot`)."""
+        return [meeting.snapshot() for meeting in self._meetings.values()]
 
     def _route(self, meeting_id: str, actions: list[Action]) -> list[ClusterAction]:
         """The meeting's changed catalog first, then each signaling action to its session's worker. Media

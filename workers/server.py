@@ -44,6 +44,7 @@ from darktower.workers.actions import (
     SendSignaling,
     SendVideo,
 )
+from darktower.workers.admin_state import Oversight
 from darktower.workers.cluster_core import ClusterCore
 from darktower.workers.cluster_io import ClusterLink
 from darktower.workers.cluster_records import (
@@ -88,6 +89,12 @@ class Core(Protocol):
     def subscriber_lagging(self, session: int, track_id: int, now_us: int) -> Sequence[ClusterAction]: ...
     def session_closed(self, session: int, now_us: int) -> Sequence[ClusterAction]: ...
     def dump(self) -> dict[str, Any]: ...
+    def host_action(
+        self, meeting_id: str, kind: pb.HostAction.Kind, participant_id: str, now_us: int
+    ) -> Sequence[ClusterAction]: ...
+    def snapshot(self) -> list[dict[str, Any]]: ...
+    @property
+    def oversight(self) -> Oversight: ...
 
 
 class _VideoOut:
@@ -262,6 +269,18 @@ class WorkerServer:
         except Exception:
             self.ring_errors += 1
             log.exception("a ring record failed", extra={"worker": peer})
+
+    @property
+    def oversight(self) -> Oversight:
+        """The meetings' removals, ends and join/leave journal (the admin channel's, `workers/admin.py`)."""
+        return self._core.oversight
+
+    def run_host_action(self, meeting_id: str, kind: pb.HostAction.Kind, participant_id: str) -> None:
+        """A host action from the admin channel, carried out now; `RequestRefusedError`."""
+        self._run(self._core.host_action(meeting_id, kind, participant_id, now_us()))
+
+    def live_meetings(self) -> list[dict[str, Any]]:
+        return self._core.snapshot()
 
     def dump(self) -> dict[str, Any]:
         state = self._core.dump()
