@@ -8,7 +8,9 @@ signing key in the data directory, serves WebTransport on uvloop on the UDP sock
 
 While it runs it writes its heartbeat and load into slot `index` of the supervisor's heartbeat table
 (`darktower.workers.heartbeat`, found by the data directory) from its event loop, so a stuck loop reads as a
-dead worker. Run without a supervisor (no table), it serves all the same.
+dead worker. Run without a supervisor (no table), it serves all the same. It serves its admin channel
+(`darktower.workers.admin`: host actions, live meetings, join/leave events) on a unix socket in the data
+directory.
 
 Signals: SIGTERM drains: the worker keeps serving its open sessions and exits once none is left or
 `server.drain_timeout_s` has passed, closing whatever is still open. SIGINT, also during a drain, closes
@@ -36,6 +38,7 @@ from darktower.core.config import Config, from_mapping
 from darktower.core.errors import DarkTowerError
 from darktower.core.tokens import TokenVerifier, signing_key_path
 from darktower.supervisor.lifeline import exit_with_parent
+from darktower.workers.admin import AdminChannel
 from darktower.workers.errors import WorkerError
 from darktower.workers.heartbeat import (
     BEAT_INTERVAL_S,
@@ -157,6 +160,7 @@ async def _run(
     # must not kill this worker on the way.
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
     beating = None if table is None else asyncio.create_task(_beat(table, index, server))
+    admin = await _open_admin_channel(config, index, server)
     ready_conn.send({"quic_port": server.port})
     log.info("worker ready", extra={"worker": index})
     try:
@@ -168,5 +172,17 @@ async def _run(
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
+        if admin is not None:
+            await admin.close()
         await server.close()
         log.info("worker stopped", extra={"worker": index})
+
+
+async def _open_admin_channel(config: Config, index: int, server: WorkerServer) -> AdminChannel | None:
+    """The control plane's way in (host actions, live meetings, history); a worker that cannot open it
+    still serves media, and the control plane reports it unreachable."""
+    try:
+        return await AdminChannel.start(config.server.data_dir, index, server)
+    except WorkerError as exc:
+        log.error("serving without an admin channel: %s", exc, extra={"worker": index})  # noqa: TRY400
+        return None
