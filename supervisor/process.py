@@ -18,9 +18,11 @@ heartbeat timeout is SIGKILLed and restarted like any child that died.
   drain timeout, and is SIGKILLed if it is still there after the stop timeout on top of that.
 - SIGINT stops at once: every child gets SIGINT (a worker closes its sessions now), SIGKILL after the stop
   timeout. A SIGINT during a graceful stop turns it into this one.
-- SIGHUP replaces the workers one at a time (`RELOADING=1`, then `READY=1` when the last one is ready). A
-  worker's port cannot be bound twice, so the old process is stopped (SIGINT) first and the new one started
-  on the same port; the control plane and the other workers serve throughout. A replacement that fails to
+- SIGHUP replaces the workers one at a time (`RELOADING=1`, then `READY=1` when the last one is ready). The
+  new process serves the same socket, which two processes must not read at once (each would get a share of
+  the other's datagrams), so the old process is stopped (SIGINT: its clients reconnect at once) first; what
+  arrives meanwhile waits in the socket, which the supervisor keeps open. The control plane and the other
+  workers serve throughout. A replacement that fails to
   start ends the round: the workers not yet replaced keep their processes, and the failed one is retried
   with back-off.
 """
