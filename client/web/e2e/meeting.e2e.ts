@@ -3,9 +3,12 @@
  * and microphone) joining through the app it serves, and one Python `darktower bot` in the same meeting.
  *
  * The steps share one meeting and run in order: everyone receives everyone (decoded-frame counters on
- * `window.__darktower`), the bot receives both browsers, mute and camera-off show on the other tiles, a
- * corrupted keyframe makes the receiver's decoder fail and recover through a keyframe request, killing a
- * transport shows the reconnect banner and media resumes, and leaving removes the tile. A screenshot of the
+ * `window.__darktower`), the bot receives both browsers, the browsers' media is end-to-end encrypted and
+ * both show the same safety number for their pair, mute and camera-off show on the other tiles, a
+ * corrupted keyframe makes the receiver's decoder fail and recover through a keyframe request, a tampered
+ * ciphertext is refused and counted (never decoded), killing a transport shows the reconnect banner, media
+ * resumes and the other side keeps the same tile (the same element) for the new participant id, and
+ * leaving removes the tile. A screenshot of the
  * meeting grid goes to test-artifacts/meeting-grid.png at the repository root.
  */
 import { mkdirSync } from "node:fs";
@@ -105,6 +108,32 @@ describe("the browser app in real Chromium", () => {
     await alice.getByTestId("toggle-stats").click();
   });
 
+  it("encrypts the browsers' media end to end and shows both the same safety number", async () => {
+    const [aliceSees, bobSees] = [await debug(alice), await debug(bob)];
+    expect(aliceSees.sealedFrames).toBeGreaterThan(0);
+    expect(bobSees.sealedFrames).toBeGreaterThan(0);
+    const number = aliceSees.safetyNumbers[bobId];
+    expect(number).toMatch(/^\d{5}( \d{5}){5}$/);
+    expect(bobSees.safetyNumbers[aliceId]).toBe(number);
+    for (const [page, other, otherId] of [
+      [alice, "Bob", bobId],
+      [bob, "Alice", aliceId],
+    ] as const) {
+      await expect(tile(page, other).getAttribute("data-secured")).resolves.toBe("true");
+      await page.getByTestId("toggle-people").click();
+      const row = page.locator(`[data-testid="participant"][data-participant="${otherId}"]`);
+      await expect(row.getByTestId("safety-number").textContent()).resolves.toBe(number);
+      await page.getByTestId("toggle-people").click();
+    }
+    for (const page of [alice, bob]) {
+      const { refusedKeyMessages } = await debug(page);
+      expect(
+        Object.values(refusedKeyMessages).every((count) => count === 0),
+        JSON.stringify(refusedKeyMessages),
+      ).toBe(true);
+    }
+  });
+
   it("shows mute and camera-off on the other tiles, and video again once the camera is back", async () => {
     const bobOnAlice = tile(alice, "Bob");
     await bob.getByTestId("toggle-mic").click();
@@ -144,9 +173,35 @@ describe("the browser app in real Chromium", () => {
     await waitForMedia(bob, "Bob", [{ from: "Alice", video: 30, audio: 0 }], stalled);
   });
 
-  it("shows the reconnect banner when the transport dies, and media resumes", async () => {
+  it("refuses a tampered frame: counted, never decoded, and video goes on", async () => {
+    const before = await debug(bob);
+    await alice.evaluate(() => {
+      window.__darktowerHooks?.tamperNextFrame();
+    });
+    await bob.waitForFunction(
+      (auth) => (window.__darktower?.refusedFrames.auth ?? 0) > auth,
+      before.refusedFrames.auth ?? 0,
+      { timeout: 10_000 },
+    );
+    const refused = await debug(bob);
+    expect(refused.refusedFrames.auth).toBe((before.refusedFrames.auth ?? 0) + 1);
+    await waitForMedia(bob, "Bob", [{ from: "Alice", video: 30, audio: 0 }], refused);
+  });
+
+  it("shows the reconnect banner when the transport dies, media resumes, and the tile stays", async () => {
     const aliceBefore = await debug(alice);
     const bobBefore = await debug(bob);
+    // Marks Alice's tile on Bob's page and records the most Alice tiles it ever shows at once.
+    await bob.evaluate(() => {
+      const selector = '[data-testid="tile"][data-name="Alice"][data-kind="camera"]';
+      document.querySelector(selector)?.setAttribute("data-marker", "before-reconnect");
+      document.body.dataset.aliceTiles = "1";
+      new MutationObserver(() => {
+        const shown = document.querySelectorAll(selector).length;
+        if (shown > Number(document.body.dataset.aliceTiles))
+          document.body.dataset.aliceTiles = String(shown);
+      }).observe(document.body, { subtree: true, childList: true });
+    });
     await alice.evaluate(() => {
       window.__darktowerHooks?.killTransport();
     });
@@ -159,7 +214,14 @@ describe("the browser app in real Chromium", () => {
       waitForMedia(alice, "Alice", [{ from: "Bob", video: 30, audio: 25 }], rejoined),
       waitForMedia(bob, "Bob", [{ from: "Alice", video: 30, audio: 25 }], bobBefore),
     ]);
-    await expect(tile(bob, "Alice").count()).resolves.toBe(1);
+    const aliceTile = tile(bob, "Alice");
+    await expect(aliceTile.count()).resolves.toBe(1);
+    await expect(aliceTile.getAttribute("data-marker")).resolves.toBe("before-reconnect");
+    await expect(aliceTile.getAttribute("data-participant")).resolves.toBe(rejoined.participantId);
+    await expect(bob.evaluate(() => document.body.dataset.aliceTiles)).resolves.toBe("1");
+    // The same identity key after the reconnect: the same safety number under the new id.
+    const bobAfter = await debug(bob);
+    expect(bobAfter.safetyNumbers[rejoined.participantId ?? ""]).toBe(bobBefore.safetyNumbers[aliceId]);
   });
 
   it("shares a screen as its own tile and switches microphone and speaker mid-call", async () => {

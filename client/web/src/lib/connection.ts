@@ -18,8 +18,9 @@ import { ErrorCode, type JoinResponse, type Track, type TrackKind } from "../gen
 export interface ConnectionHandlers {
   /** A server-initiated signaling message. */
   event: (event: SignalingEvent) => void;
-  audio: (header: FrameHeader, payload: Uint8Array) => void;
-  video: (header: FrameHeader, payload: Uint8Array) => void;
+  /** One audio frame: its header, its payload and the header's bytes (SFrame metadata is their start). */
+  audio: (header: FrameHeader, payload: Uint8Array, headerBytes: Uint8Array) => void;
+  video: (header: FrameHeader, payload: Uint8Array, headerBytes: Uint8Array) => void;
   /** The connection is over; `retry` is false when the server said joining again would not help. */
   closed: (reason: string, retry: boolean) => void;
 }
@@ -112,9 +113,9 @@ export class Connection {
     return this.done;
   }
 
-  async join(token: string): Promise<JoinResponse> {
+  async join(token: string, e2ee: boolean): Promise<JoinResponse> {
     try {
-      const joined = await this.signaling.join(token);
+      const joined = await this.signaling.join(token, e2ee);
       this.maxPayload = joined.maxFramePayloadBytes;
       return joined;
     } catch (error) {
@@ -141,6 +142,10 @@ export class Connection {
 
   requestKeyframe(trackId: number): Promise<void> {
     return this.signaling.requestKeyframe(trackId);
+  }
+
+  keyMessage(to: readonly string[], payload: Uint8Array): Promise<void> {
+    return this.signaling.keyMessage(to, payload);
   }
 
   /** Says goodbye (bounded wait for the server's answer), then closes. */
@@ -197,7 +202,7 @@ export class Connection {
         if (done) break;
         try {
           const { header, payload } = decodeFrame(value, this.maxPayload);
-          this.handlers.audio(header, payload);
+          this.handlers.audio(header, payload, value.subarray(0, HEADER_SIZE));
         } catch (error) {
           recordGarbage("audio datagram", error);
         }
@@ -231,7 +236,7 @@ export class Connection {
         const { value, done } = await reader.read();
         if (done) break;
         for (const { header, bytes } of frames.feed(value)) {
-          this.handlers.video(header, bytes.subarray(HEADER_SIZE));
+          this.handlers.video(header, bytes.subarray(HEADER_SIZE), bytes.subarray(0, HEADER_SIZE));
         }
       }
       frames.close();

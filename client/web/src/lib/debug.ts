@@ -32,6 +32,14 @@ export interface DarkTowerDebug {
   /** Malformed media or signaling from the server, dropped. */
   droppedGarbage: number;
   reconnects: number;
+  /** Frames this page sealed with SFrame before sending. */
+  sealedFrames: number;
+  /** Received frames that could not be opened (never decoded), by why: see `FrameRefusal` in e2ee.ts. */
+  refusedFrames: Record<string, number>;
+  /** Key messages refused, by why: see `KeyMessageRefusal` in keymessages.ts. */
+  refusedKeyMessages: Record<string, number>;
+  /** The safety number this page shares with each participant whose identity key it has, by id. */
+  safetyNumbers: Record<string, string>;
   /** The last glass-to-glass video latencies in milliseconds (capture to decoded frame), by publisher. */
   latencyMs: Record<string, number[]>;
   errors: string[];
@@ -45,6 +53,8 @@ export interface DarkTowerHooks {
    * receiver's decoder fails on it and has to recover through a keyframe request.
    */
   corruptNextKeyframe: () => void;
+  /** Flips the last byte (the SFrame tag) of the camera's next sealed frame: receivers must refuse it. */
+  tamperNextFrame: () => void;
 }
 
 declare global {
@@ -75,6 +85,10 @@ export function debugCounters(): DarkTowerDebug {
     keyframeRequests: 0,
     droppedGarbage: 0,
     reconnects: 0,
+    sealedFrames: 0,
+    refusedFrames: {},
+    refusedKeyMessages: {},
+    safetyNumbers: {},
     latencyMs: {},
     errors: [],
   };

@@ -250,6 +250,15 @@ export class KeyManager {
     return this.peers.get(participantId)?.identity?.safetyNumber ?? null;
   }
 
+  /** Every known safety number, by participant id. */
+  safetyNumbers(): Record<string, string> {
+    const numbers: Record<string, string> = {};
+    for (const peer of this.peers.values()) {
+      if (peer.identity !== null) numbers[peer.id] = peer.identity.safetyNumber;
+    }
+    return numbers;
+  }
+
   /** The identity key of `participantId` once a media key from it authenticated (it owns the key). */
   provenIdentity(participantId: string): Uint8Array | null {
     const peer = this.peers.get(participantId);

@@ -89,6 +89,19 @@ export function encodeFrame(fields: FrameFields, payload: Uint8Array): Uint8Arra
   return frame;
 }
 
+/**
+ * `frame` (a whole, valid frame) with its payload replaced by `payload`: the same first 24 header bytes, a
+ * new `payload_length`. How an end-to-end encrypting publisher swaps the plaintext for its ciphertext.
+ */
+export function replacePayload(frame: Uint8Array, payload: Uint8Array): Uint8Array {
+  if (payload.length > MAX_U32) throw new FrameError(`payload of ${payload.length} bytes is too long`);
+  const out = new Uint8Array(HEADER_SIZE + payload.length);
+  out.set(frame.subarray(0, HEADER_SIZE));
+  new DataView(out.buffer).setUint32(24, payload.length);
+  out.set(payload, HEADER_SIZE);
+  return out;
+}
+
 /** Parses and validates the header at `offset`; the payload may not have arrived yet. */
 export function parseHeader(data: Uint8Array, offset = 0, maxPayload = MAX_U32): FrameHeader {
   const available = data.length - offset;

@@ -7,6 +7,10 @@
  * is new), `unbind` parks it, and it encodes only while bound. `replaceTrack` switches the device under it
  * without a new publication.
  *
+ * End-to-end encryption: `bind` takes a `FrameSealer` that turns each whole plaintext frame into the frame
+ * to send (SFrame ciphertext payload, the same header) or null when no key can seal it yet; frames are
+ * sealed in order on the send queue, and a video frame that cannot be sealed abandons its group.
+ *
  * Back-pressure never queues without bound: a camera frame that arrives while the encoder still holds
  * `MAX_ENCODE_QUEUE` frames is dropped; when more than `MAX_PENDING_WRITES` video frames wait for the network
  * the current group is abandoned (its stream ended) and sending resumes at the next keyframe, which is
@@ -31,6 +35,12 @@ export interface MediaSink {
   /** One audio frame, unreliably (a datagram); false when it was dropped for lack of room. */
   sendDatagram: (bytes: Uint8Array) => boolean;
 }
+
+/** Seals one whole frame for sending; null: it cannot be sent (no key yet), drop it. */
+export type FrameSealer = (frame: Uint8Array) => Promise<Uint8Array | null>;
+
+/** Sends frames as they are (a participant that does not encrypt). */
+export const PLAINTEXT: FrameSealer = (frame) => Promise.resolve(frame);
 
 /** Audio datagrams handed to the transport and not yet sent beyond which new ones are dropped. */
 const MAX_PENDING_DATAGRAMS = 16;
@@ -68,6 +78,7 @@ export function videoBitrate(width: number, height: number): number {
 interface Binding {
   sink: MediaSink;
   packetizer: VideoPacketizer;
+  seal: FrameSealer;
 }
 
 export class VideoPublisher {
@@ -81,6 +92,7 @@ export class VideoPublisher {
   private skipToKeyframe = false;
   private keyframeWanted = true;
   private corruptKeyframe = false;
+  private tamperFrame = false;
   private framesSinceKey = 0;
   private size = { width: 0, height: 0 };
   private reader: ReadableStreamDefaultReader<VideoFrame> | null = null;
@@ -105,10 +117,10 @@ export class VideoPublisher {
     return this.track;
   }
 
-  /** Starts sending into `sink` as track `trackId` (a new group, from a keyframe). */
-  bind(sink: MediaSink, trackId: number, maxPayload: number): void {
+  /** Starts sending into `sink` as track `trackId` (a new group, from a keyframe), sealed by `seal`. */
+  bind(sink: MediaSink, trackId: number, maxPayload: number, seal: FrameSealer = PLAINTEXT): void {
     this.endGroup();
-    this.binding = { sink, packetizer: new VideoPacketizer(trackId, maxPayload) };
+    this.binding = { sink, packetizer: new VideoPacketizer(trackId, maxPayload), seal };
     this.skipToKeyframe = false;
     this.keyframeWanted = true;
   }
@@ -128,6 +140,11 @@ export class VideoPublisher {
   corruptNextKeyframe(): void {
     this.corruptKeyframe = true;
     this.keyframeWanted = true;
+  }
+
+  /** Test hook (see `DarkTowerHooks`): the next frame goes out with its last byte (SFrame tag) flipped. */
+  tamperNextFrame(): void {
+    this.tamperFrame = true;
   }
 
   /** Publishes `track` instead of the current one (another camera); the next frame is a keyframe. */
@@ -218,7 +235,19 @@ export class VideoPublisher {
     if (packet === null) return;
     this.pendingWrites++;
     this.sendQueue = this.sendQueue
-      .then(() => this.send(binding, packet.bytes, packet.newGroup))
+      .then(async () => {
+        const sealed = await binding.seal(packet.bytes);
+        if (sealed === null) {
+          if (this.binding === binding && !this.skipToKeyframe) this.abandonGroup();
+          return;
+        }
+        if (this.tamperFrame) {
+          this.tamperFrame = false;
+          const last = sealed.length - 1;
+          sealed[last] = (sealed[last] ?? 0) ^ 0x01;
+        }
+        await this.send(binding, sealed, packet.newGroup);
+      })
       .catch((error: unknown) => {
         if (!this.stopped && this.binding === binding) recordError("video send", error);
       })
@@ -254,7 +283,8 @@ export class VideoPublisher {
 
 export class AudioPublisher {
   private readonly encoder: AudioEncoder;
-  private binding: { sink: MediaSink; packetizer: AudioPacketizer } | null = null;
+  private binding: { sink: MediaSink; packetizer: AudioPacketizer; seal: FrameSealer } | null = null;
+  private sendQueue: Promise<void> = Promise.resolve();
   private level = { levelDbov: 127, voice: false };
   private configured = "";
   private reader: ReadableStreamDefaultReader<AudioData> | null = null;
@@ -279,8 +309,8 @@ export class AudioPublisher {
     return this.track;
   }
 
-  bind(sink: MediaSink, trackId: number, maxPayload: number): void {
-    this.binding = { sink, packetizer: new AudioPacketizer(trackId, maxPayload) };
+  bind(sink: MediaSink, trackId: number, maxPayload: number, seal: FrameSealer = PLAINTEXT): void {
+    this.binding = { sink, packetizer: new AudioPacketizer(trackId, maxPayload), seal };
   }
 
   unbind(): void {
@@ -349,7 +379,17 @@ export class AudioPublisher {
     const payload = new Uint8Array(chunk.byteLength);
     chunk.copyTo(payload);
     const bytes = binding.packetizer.packetize(nowUs(), payload, this.level.levelDbov, this.level.voice);
-    if (binding.sink.sendDatagram(bytes)) debugCounters().sentAudioFrames++;
-    else debugCounters().droppedAudioPackets++;
+    this.sendQueue = this.sendQueue
+      .then(async () => {
+        const sealed = await binding.seal(bytes);
+        if (sealed !== null && this.binding === binding && binding.sink.sendDatagram(sealed)) {
+          debugCounters().sentAudioFrames++;
+        } else {
+          debugCounters().droppedAudioPackets++;
+        }
+      })
+      .catch((error: unknown) => {
+        if (!this.stopped && this.binding === binding) recordError("audio send", error);
+      });
   }
 }

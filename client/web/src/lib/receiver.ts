@@ -122,6 +122,14 @@ export class VideoReceiver<P extends Picture> {
     }
   }
 
+  /**
+   * A frame of this track never reached the receiver (an end-to-end refusal): later frames would miss
+   * their reference, so every frame up to the next keyframe is dropped; the next one asks for it.
+   */
+  lost(): void {
+    this.waitingForKeyframe = true;
+  }
+
   close(): void {
     this.closed = true;
     this.decoder?.close();

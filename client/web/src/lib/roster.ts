@@ -23,6 +23,8 @@ export interface TrackChanges {
 export interface ParticipantState {
   participantId: string;
   displayName: string;
+  /** It announced end-to-end encryption: its media must be opened, plaintext from it is refused. */
+  e2ee: boolean;
   audio: Track | null;
   camera: Track | null;
   screen: Track | null;
@@ -95,6 +97,11 @@ export class Roster {
     return this.trackMap.get(trackId);
   }
 
+  /** Whether `participantId` announced end-to-end encryption in its Join. */
+  encrypts(participantId: string): boolean {
+    return this.people.get(participantId)?.e2ee ?? false;
+  }
+
   displayName(participantId: string): string | undefined {
     return this.people.get(participantId)?.displayName;
   }
@@ -109,6 +116,7 @@ export class Roster {
       return {
         participantId: participant.participantId,
         displayName: participant.displayName,
+        e2ee: participant.e2ee,
         audio: tracks.find((track) => track.kind === TrackKind.AUDIO) ?? null,
         camera: video.find((track) => track.label !== SCREEN_LABEL) ?? null,
         screen: video.find((track) => track.label === SCREEN_LABEL) ?? null,

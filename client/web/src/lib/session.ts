@@ -8,6 +8,11 @@
  * and subscribes to everything there is. Receivers of tracks that survive the gap are kept (other publishers'
  * track ids do not change), so tiles pick up where they were at the next keyframe.
  *
+ * Media is always end-to-end encrypted (docs/E2EE.md): the session joins with `e2ee`, its publishers seal
+ * every frame through `MediaCrypto`, and frames of participants that announced encryption are opened before
+ * they reach a decoder (refused ones are counted and dropped). The identity key lives as long as the session,
+ * across reconnects, and `TileContinuity` uses it to keep a reconnecting participant's tile in place.
+ *
  * Mute and camera-off unpublish the track, so everyone else sees the state change (TrackUnpublished) and no
  * bandwidth is spent; unmuting publishes again. Screen sharing is a second video track labelled "screen".
  * The UI sees a `MeetingView` through `onChange` and attaches renderers to tracks by id.
@@ -15,44 +20,26 @@
 import { joinMeeting, type JoinGrant } from "./api";
 import { backoffDelay } from "./backoff";
 import { Connection } from "./connection";
-import {
-  countFor,
-  debugCounters,
-  describe,
-  recordError,
-  recordLatency,
-  setHooks,
-  type SessionState,
-} from "./debug";
+import { TileContinuity } from "./continuity";
+import { debugCounters, describe, recordError, setHooks, type SessionState } from "./debug";
+import { KeyManager } from "./e2ee";
 import type { FrameHeader } from "./frame";
-import { TrackMeter, type TrackFigures } from "./meter";
+import { MediaCrypto, SEAL_OVERHEAD } from "./mediacrypto";
+import { peerViews, type PeerView } from "./peers";
+import type { TrackFigures } from "./meter";
 import { AudioPlayout } from "./playout";
 import { captureCamera, captureMicrophone } from "./devices";
 import { AUDIO_CODEC, AudioPublisher, VideoPublisher } from "./publisher";
-import { AudioReceiver, VideoReceiver, type ReceiverEvents, type VideoRenderer } from "./receiver";
+import type { VideoRenderer } from "./receiver";
+import { TrackReceivers } from "./receiving";
 import { Roster, SCREEN_LABEL } from "./roster";
 import type { SignalingEvent } from "./signaling";
 import { SpeakerDetector } from "./speaker";
-import {
-  pickVideoCodec,
-  webCodecsAudioDecoder,
-  webCodecsVideoDecoder,
-  type VideoCodecName,
-} from "./webcodecs";
-import { TrackKind, type Track } from "../gen/signaling_pb";
+import { pickVideoCodec, type VideoCodecName } from "./webcodecs";
+import { ParticipantLeft_Reason, TrackKind, type Track } from "../gen/signaling_pb";
 
 export type Role = "camera" | "microphone" | "screen";
-
-/** Someone else in the meeting, as their tile and the participant list show them. */
-export interface PeerView {
-  participantId: string;
-  displayName: string;
-  /** Track ids of their camera and screen (null: off), for `attachVideo` and `figures`. */
-  camera: number | null;
-  screen: number | null;
-  muted: boolean;
-  speaking: boolean;
-}
+export type { PeerView } from "./peers";
 
 export interface SelfView {
   participantId: string;
@@ -80,7 +67,7 @@ export interface LocalMedia {
 
 const MAX_RECONNECT_ATTEMPTS = 12;
 const AUDIO_TICK_MS = 10;
-const SPEAKER_TICK_MS = 200;
+const LIVE_TICK_MS = 200;
 const SELF = "self";
 
 type Publisher = VideoPublisher | AudioPublisher;
@@ -91,10 +78,9 @@ export class MeetingSession {
   private readonly publishers = new Map<Role, Publisher>();
   /** The server's track id of each published role on the current connection. */
   private readonly published = new Map<Role, number>();
-  private readonly videoReceivers = new Map<number, VideoReceiver<VideoFrame>>();
-  private readonly audioReceivers = new Map<number, AudioReceiver<AudioData>>();
-  private readonly renderers = new Map<number, VideoRenderer<VideoFrame>>();
-  private readonly meters = new Map<number, TrackMeter>();
+  private readonly continuity = new TileContinuity();
+  private readonly receivers: TrackReceivers;
+  private readonly crypto: MediaCrypto;
   private readonly timers: ReturnType<typeof setInterval>[] = [];
   private connection: Connection | null = null;
   private epoch = 0;
@@ -104,7 +90,7 @@ export class MeetingSession {
   private reconnectAttempt = 0;
   private reconnecting = false;
   private muted: boolean;
-  private lastSpeakerView = "";
+  private lastLiveState = "";
 
   private constructor(
     private readonly meetingId: string,
@@ -112,17 +98,29 @@ export class MeetingSession {
     private readonly media: LocalMedia,
     private readonly videoCodec: string,
     private readonly playout: AudioPlayout,
+    keys: KeyManager,
     private readonly onChange: (view: MeetingView) => void,
   ) {
     this.muted = media.microphone === null;
+    this.receivers = new TrackReceivers(playout, (trackId) => {
+      this.connection?.requestKeyframe(trackId).catch(() => undefined);
+    });
+    this.crypto = new MediaCrypto(keys, {
+      send: (to, payload) => this.connection?.keyMessage(to, payload) ?? Promise.resolve(),
+      requestKeyframe: (participantId) => {
+        this.requestVideoKeyframes(participantId);
+      },
+      changed: () => {
+        this.keysChanged();
+      },
+    });
     this.timers.push(
       setInterval(() => {
-        const now = performance.now();
-        for (const receiver of this.audioReceivers.values()) receiver.tick(now);
+        this.receivers.tick(performance.now());
       }, AUDIO_TICK_MS),
       setInterval(() => {
-        this.emitIfSpeakersChanged();
-      }, SPEAKER_TICK_MS),
+        this.emitIfLiveStateChanged();
+      }, LIVE_TICK_MS),
     );
   }
 
@@ -140,7 +138,8 @@ export class MeetingSession {
     const videoCodec = await pickVideoCodec(codec, settings?.width ?? 1280, settings?.height ?? 720);
     counters.videoCodec = videoCodec;
     const playout = await AudioPlayout.create();
-    const session = new MeetingSession(meetingId, displayName, media, videoCodec, playout, onChange);
+    const keys = await KeyManager.create();
+    const session = new MeetingSession(meetingId, displayName, media, videoCodec, playout, keys, onChange);
     if (media.camera !== null) session.publishers.set("camera", new VideoPublisher(media.camera, videoCodec));
     if (media.microphone !== null)
       session.publishers.set("microphone", session.newMicrophone(media.microphone));
@@ -151,6 +150,10 @@ export class MeetingSession {
       corruptNextKeyframe: () => {
         const camera = session.publishers.get("camera");
         if (camera instanceof VideoPublisher) camera.corruptNextKeyframe();
+      },
+      tamperNextFrame: () => {
+        const camera = session.publishers.get("camera");
+        if (camera instanceof VideoPublisher) camera.tamperNextFrame();
       },
     });
     try {
@@ -164,14 +167,12 @@ export class MeetingSession {
 
   /** Shows track `trackId`'s video through `renderer` (null: nowhere). */
   attachVideo(trackId: number, renderer: VideoRenderer<VideoFrame> | null): void {
-    if (renderer === null) this.renderers.delete(trackId);
-    else this.renderers.set(trackId, renderer);
-    this.videoReceivers.get(trackId)?.attach(renderer);
+    this.receivers.attachVideo(trackId, renderer);
   }
 
   /** Live figures of a received track, for the stats overlay. */
   figures(trackId: number): TrackFigures | null {
-    return this.meters.get(trackId)?.figures(Date.now()) ?? null;
+    return this.receivers.figures(trackId);
   }
 
   /** Starts the audio output if the autoplay policy held it; call from a user gesture. */
@@ -278,11 +279,11 @@ export class MeetingSession {
         if (early === null) this.onEvent(event);
         else early.push(event);
       },
-      audio: (header, payload) => {
-        if (current()) this.onAudio(header, payload);
+      audio: (header, payload, headerBytes) => {
+        if (current()) this.onAudio(header, payload, headerBytes);
       },
-      video: (header, payload) => {
-        if (current()) this.onVideo(header, payload);
+      video: (header, payload, headerBytes) => {
+        if (current()) this.onVideo(header, payload, headerBytes);
       },
       closed: (reason, retry) => {
         if (current()) this.onClosed(reason, retry);
@@ -295,7 +296,7 @@ export class MeetingSession {
     this.connection = connection;
     let joined;
     try {
-      joined = await connection.join(grant.token);
+      joined = await connection.join(grant.token, true);
     } catch (error) {
       this.epoch++;
       this.connection = null;
@@ -309,7 +310,12 @@ export class MeetingSession {
     for (const peer of joined.roster) counters.names[peer.participantId] = peer.displayName;
     const changes = this.roster.joined(joined);
     for (const track of changes.removed) this.closeTrack(track);
-    for (const track of changes.added) this.openTrack(track);
+    for (const track of changes.added) this.receivers.open(track);
+    this.continuity.reset();
+    await this.crypto.joined(
+      joined.participantId,
+      joined.roster.map((peer) => peer.participantId),
+    );
     const pending = early;
     early = null;
     for (const event of pending) this.onEvent(event);
@@ -382,10 +388,7 @@ export class MeetingSession {
     }
     this.publishers.clear();
     for (const track of tracks) track?.stop();
-    for (const receiver of [...this.videoReceivers.values(), ...this.audioReceivers.values()])
-      receiver.close();
-    this.videoReceivers.clear();
-    this.audioReceivers.clear();
+    this.receivers.closeAll();
     this.playout.close();
     if (state === "failed") {
       this.connection?.drop(problem ?? "failed");
@@ -414,7 +417,8 @@ export class MeetingSession {
       const track = await connection.publish(kind, codec, label);
       if (this.connection !== connection || this.publishers.get(role) !== publisher) return;
       this.published.set(role, track.trackId);
-      publisher.bind(connection.sink, track.trackId, connection.maxFramePayload);
+      const maxPayload = connection.maxFramePayload - SEAL_OVERHEAD;
+      publisher.bind(connection.sink, track.trackId, maxPayload, this.crypto.seal);
     } catch (error) {
       if (!connection.closed) recordError(`publish ${role}`, error);
     }
@@ -450,17 +454,58 @@ export class MeetingSession {
       console.warn(`server error: ${event.value.message}`);
       return;
     }
-    if (event.case === "participantJoined" && event.value.participant !== undefined) {
-      debugCounters().names[event.value.participant.participantId] = event.value.participant.displayName;
+    if (event.case === "keyMessageReceived") {
+      this.crypto.event(event);
+      return;
     }
-    if (event.case === "participantLeft") this.speakers.forget(event.value.participantId);
+    if (event.case === "participantJoined" && event.value.participant !== undefined) {
+      const { participantId, displayName } = event.value.participant;
+      debugCounters().names[participantId] = displayName;
+      this.continuity.joined(participantId, performance.now());
+    }
+    if (event.case === "participantLeft") this.participantLeft(event.value.participantId, event.value.reason);
+    this.crypto.event(event);
     const changes = this.roster.apply(event);
     for (const track of changes.removed) this.closeTrack(track);
     for (const track of changes.added) {
-      this.openTrack(track);
+      this.receivers.open(track);
       this.subscribe(track.trackId);
     }
     this.emit();
+  }
+
+  /** Before the roster and the keys forget them: a dropped participant may leave a ghost tile. */
+  private participantLeft(participantId: string, reason: ParticipantLeft_Reason): void {
+    this.speakers.forget(participantId);
+    const peer = this.roster.participants().find((known) => known.participantId === participantId);
+    if (peer === undefined) return;
+    this.continuity.left(
+      participantId,
+      reason === ParticipantLeft_Reason.DISCONNECTED,
+      this.crypto.keys.provenIdentity(participantId),
+      peer.displayName,
+      peer.camera?.trackId ?? null,
+      performance.now(),
+    );
+  }
+
+  /** A key arrived or an identity was proven: tiles may change hands, locks and safety numbers appear. */
+  private keysChanged(): void {
+    const now = performance.now();
+    for (const peer of this.roster.participants()) {
+      const identity = this.crypto.keys.provenIdentity(peer.participantId);
+      if (identity !== null) this.continuity.proven(peer.participantId, identity, now);
+    }
+    this.emit();
+  }
+
+  private requestVideoKeyframes(participantId: string): void {
+    const peer = this.roster.participants().find((known) => known.participantId === participantId);
+    for (const track of [peer?.camera, peer?.screen]) {
+      if (track == null) continue;
+      debugCounters().keyframeRequests++;
+      this.connection?.requestKeyframe(track.trackId).catch(() => undefined);
+    }
   }
 
   private allTracks(): Track[] {
@@ -479,73 +524,40 @@ export class MeetingSession {
     });
   }
 
-  private openTrack(track: Track): void {
-    const { trackId, participantId } = track;
-    const meter = new TrackMeter();
-    this.meters.set(trackId, meter);
-    const counters = debugCounters();
-    if (track.kind === TrackKind.VIDEO) {
-      const events: ReceiverEvents = {
-        decoded: (width, height, captureUs, synthetic) => {
-          const now = Date.now();
-          meter.decoded(width, height, captureUs / 1000, now);
-          countFor(counters.decodedVideoFrames, participantId);
-          if (synthetic) countFor(counters.syntheticFrames, participantId);
-          else recordLatency(participantId, now - captureUs / 1000);
-        },
-        stalled: (reason) => {
-          counters.decoderStalls++;
-          console.warn(`video of ${participantId}: ${reason}; waiting for a keyframe`);
-        },
-      };
-      const receiver = new VideoReceiver(track.codec, participantId, webCodecsVideoDecoder, events, () => {
-        counters.keyframeRequests++;
-        this.connection?.requestKeyframe(trackId).catch(() => undefined);
-      });
-      receiver.attach(this.renderers.get(trackId) ?? null);
-      this.videoReceivers.set(trackId, receiver);
-    } else if (track.kind === TrackKind.AUDIO) {
-      const events: ReceiverEvents = {
-        decoded: (_width, _height, _captureUs, synthetic) => {
-          countFor(counters.decodedAudioFrames, participantId);
-          if (synthetic) countFor(counters.syntheticFrames, participantId);
-        },
-        stalled: (reason) => {
-          console.warn(`audio of ${participantId}: ${reason}`);
-        },
-      };
-      const output = {
-        play: (data: AudioData) => {
-          this.playout.play(participantId, data);
-        },
-      };
-      this.audioReceivers.set(
-        trackId,
-        new AudioReceiver(track.codec, participantId, webCodecsAudioDecoder, events, output),
-      );
-    }
-  }
-
   private closeTrack(track: Track): void {
-    this.videoReceivers.get(track.trackId)?.close();
-    this.videoReceivers.delete(track.trackId);
-    this.audioReceivers.get(track.trackId)?.close();
-    this.audioReceivers.delete(track.trackId);
-    this.meters.delete(track.trackId);
-    if (track.kind === TrackKind.AUDIO) this.playout.remove(track.participantId);
+    this.receivers.close(track);
+    this.crypto.forgetTrack(track.trackId);
   }
 
-  private onAudio(header: FrameHeader, payload: Uint8Array): void {
+  private onAudio(header: FrameHeader, payload: Uint8Array, headerBytes: Uint8Array): void {
     const track = this.roster.track(header.trackId);
     if (track === undefined) return;
     this.speakers.level(track.participantId, header.levelDbov, header.voiceActivity, performance.now());
-    this.meters.get(header.trackId)?.received(payload.length, Date.now());
-    this.audioReceivers.get(header.trackId)?.push(header, payload, performance.now());
+    this.receivers.arrived(header.trackId, payload.length);
+    if (!this.roster.encrypts(track.participantId)) {
+      this.receivers.audio(header, payload, performance.now());
+      return;
+    }
+    const epoch = this.epoch;
+    void this.crypto.open(track.trackId, track.participantId, false, headerBytes, payload).then((opened) => {
+      if (opened !== null && epoch === this.epoch) this.receivers.audio(header, opened, performance.now());
+    });
   }
 
-  private onVideo(header: FrameHeader, payload: Uint8Array): void {
-    this.meters.get(header.trackId)?.received(payload.length, Date.now());
-    this.videoReceivers.get(header.trackId)?.push(header, payload);
+  private onVideo(header: FrameHeader, payload: Uint8Array, headerBytes: Uint8Array): void {
+    const track = this.roster.track(header.trackId);
+    if (track === undefined) return;
+    this.receivers.arrived(header.trackId, payload.length);
+    if (!this.roster.encrypts(track.participantId)) {
+      this.receivers.video(header, payload);
+      return;
+    }
+    const epoch = this.epoch;
+    void this.crypto.open(track.trackId, track.participantId, true, headerBytes, payload).then((opened) => {
+      if (epoch !== this.epoch) return;
+      if (opened === null) this.receivers.lost(header.trackId);
+      else this.receivers.video(header, opened);
+    });
   }
 
   // --- the view ----------------------------------------------------------------------------------------
@@ -563,14 +575,7 @@ export class MeetingSession {
         screen: this.publishers.get("screen")?.mediaTrack ?? null,
         speaking: this.speakers.isSpeaking(SELF, now),
       },
-      peers: this.roster.participants().map((peer) => ({
-        participantId: peer.participantId,
-        displayName: peer.displayName,
-        camera: peer.camera?.trackId ?? null,
-        screen: peer.screen?.trackId ?? null,
-        muted: peer.audio === null,
-        speaking: this.speakers.isSpeaking(peer.participantId, now),
-      })),
+      peers: peerViews(this.roster, this.crypto.keys, this.continuity, this.speakers, now),
       activeSpeaker: active === SELF ? this.participantId : active,
       problem: this.problem,
       reconnectAttempt: this.reconnectAttempt,
@@ -579,20 +584,22 @@ export class MeetingSession {
 
   private emit(): void {
     const view = this.view();
-    this.lastSpeakerView = speakerKey(view);
+    this.lastLiveState = liveStateKey(view);
     this.onChange(view);
   }
 
-  private emitIfSpeakersChanged(): void {
+  private emitIfLiveStateChanged(): void {
     const view = this.view();
-    const key = speakerKey(view);
-    if (key === this.lastSpeakerView) return;
-    this.lastSpeakerView = key;
+    const key = liveStateKey(view);
+    if (key === this.lastLiveState) return;
+    this.lastLiveState = key;
     this.onChange(view);
   }
 }
 
-function speakerKey(view: MeetingView): string {
+/** What changes with time alone (speakers, ghost tiles expiring, held-back tiles showing), to re-render. */
+function liveStateKey(view: MeetingView): string {
   const speaking = view.peers.filter((peer) => peer.speaking).map((peer) => peer.participantId);
-  return `${view.activeSpeaker ?? ""}|${view.self.speaking}|${speaking.join(",")}`;
+  const tiles = view.peers.map((peer) => `${peer.tileKey}:${peer.participantId}`);
+  return `${view.activeSpeaker ?? ""}|${view.self.speaking}|${speaking.join(",")}|${tiles.join(",")}`;
 }

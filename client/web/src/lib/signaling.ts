@@ -101,8 +101,9 @@ export class SignalingClient {
     });
   }
 
-  async join(token: string): Promise<JoinResponse> {
-    return expectCase(await this.request({ case: "join", value: { token } }), "joinResponse");
+  /** `e2ee`: this participant encrypts its media end to end (docs/E2EE.md); the others are told. */
+  async join(token: string, e2ee = false): Promise<JoinResponse> {
+    return expectCase(await this.request({ case: "join", value: { token, e2ee } }), "joinResponse");
   }
 
   async publish(kind: TrackKind, codec: string, label: string): Promise<Track> {
@@ -126,6 +127,12 @@ export class SignalingClient {
 
   async requestKeyframe(trackId: number): Promise<void> {
     expectCase(await this.request({ case: "requestKeyframe", value: { trackId } }), "ack");
+  }
+
+  /** Relays an opaque end-to-end key message to `to` (everyone else when empty). */
+  async keyMessage(to: readonly string[], payload: Uint8Array): Promise<void> {
+    const value = { toParticipantIds: [...to], payload };
+    expectCase(await this.request({ case: "keyMessage", value }), "ack");
   }
 
   async ping(clientTimeUs: bigint): Promise<Pong> {
