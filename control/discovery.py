@@ -17,12 +17,17 @@ healthy node anywhere) cannot be joined: `NoMediaNodeError` (503 `no_media_node`
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from darktower.control.store import ControlError
+from darktower.control.api_common import ApiError
+from darktower.control.store import ControlError, Meeting
+from darktower.core.certs import CertificateError
 from darktower.workers.shard import owner_index
+
+log = logging.getLogger(__name__)
 
 
 class NoMediaNodeError(ControlError):
@@ -61,6 +66,11 @@ class JoinTarget:
     certificate_hashes: tuple[bytes, ...]
     node: str
     region: str
+
+    def url(self, meeting_id: str) -> str:
+        """The meeting's WebTransport URL on this node."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"https://{host}:{self.port}/meetings/{meeting_id}"
 
 
 def choose_node(nodes: Sequence[MediaNode], region: str) -> MediaNode | None:
@@ -140,3 +150,24 @@ class StaticDiscovery:
 
     async def close(self) -> None:
         return None
+
+
+def join_target_of(discovery: Discovery) -> Callable[[Meeting], tuple[str, list[bytes]]]:
+    """What the join route asks (`MeetingDeps.join_target`): the meeting's WebTransport URL and certificate
+    hashes on the node `discovery` picks for a caller of this control plane's region (callers reach the
+    control plane of their region: regional DNS). Refusals: 503 `no_media_node`, `discovery_unavailable`,
+    `certificates_unavailable`."""
+
+    def join_target(meeting: Meeting) -> tuple[str, list[bytes]]:
+        try:
+            target = discovery.target_now(meeting.meeting_id, discovery.region)
+        except NoMediaNodeError as exc:
+            raise ApiError(503, "no_media_node", str(exc)) from None
+        except DiscoveryUnavailableError as exc:
+            raise ApiError(503, "discovery_unavailable", f"{exc}; try again shortly") from None
+        except CertificateError as exc:
+            log.exception("cannot read the certificate store", extra={"meeting_id": meeting.meeting_id})
+            raise ApiError(503, "certificates_unavailable", str(exc)) from None
+        return target.url(meeting.meeting_id), list(target.certificate_hashes)
+
+    return join_target

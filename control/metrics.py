@@ -48,6 +48,12 @@ def note_error_code(scope: Scope, code: str) -> None:
     scope.setdefault("state", {})[_ERROR_CODE_KEY] = code
 
 
+def error_code_of(scope: Scope) -> str | None:
+    """The error code noted for this request's response, if any."""
+    code = scope.get("state", {}).get(_ERROR_CODE_KEY)
+    return code if isinstance(code, str) else None
+
+
 class ControlMetrics:
     """The counters of one app and the registry `/metrics` renders."""
 
@@ -122,7 +128,7 @@ class MetricsMiddleware:
         try:
             await self._app(scope, receive, send_and_note)
         finally:
-            code = scope.get("state", {}).get(_ERROR_CODE_KEY)
+            code = error_code_of(scope)
             if code is None and status == 500:
                 code = "internal_error"
             self._metrics.observe(scope["method"], _route_label(scope), status, self._clock() - started, code)
