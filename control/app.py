@@ -33,9 +33,10 @@ from starlette.types import Scope
 from darktower.control.access_tokens import AccessTokens
 from darktower.control.accounts import AccountStore, InMemoryAccountStore
 from darktower.control.admin_api import LiveMeetingsSource, add_admin_routes
-from darktower.control.api_common import ApiError, install_error_handlers
+from darktower.control.api_common import install_error_handlers
 from darktower.control.auth import AuthService
 from darktower.control.auth_api import add_auth_routes
+from darktower.control.discovery import Discovery, StaticDiscovery, join_target_of
 from darktower.control.ephemeral import EphemeralStore
 from darktower.control.meeting_history import HistoryCollector
 from darktower.control.meeting_routes import MEETING_BODIES, MeetingDeps, add_meeting_routes
@@ -45,12 +46,11 @@ from darktower.control.oidc import OidcClient
 from darktower.control.openapi_doc import REQUEST_BODIES, document_api
 from darktower.control.passwords import PasswordHasher
 from darktower.control.ratelimit import RateLimiter
-from darktower.control.store import Meeting, MeetingStore
+from darktower.control.read_cache import MeetingReadCache
+from darktower.control.store import MeetingStore
 from darktower.control.worker_admin import WorkerAdmin
-from darktower.core.certs import CertificateError
 from darktower.core.config import Config, ConfigError
 from darktower.core.tokens import TokenSigner
-from darktower.workers.shard import owner_index
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def create_app(
     live_meetings: LiveMeetingsSource | None = None,
     workers: WorkerAdmin | None = None,
     collect_history: bool = True,
+    discovery: Discovery | None = None,
 ) -> FastAPI:
     """The API over `store` and `accounts`; join tokens from `signer`, access tokens from `access_tokens`;
     rate limits and OIDC sign-in state in `ephemeral`; URLs name `quic_port` on `server.advertised_host`, or,
@@ -96,8 +97,10 @@ def create_app(
     Left out, `accounts` are kept in memory, `ephemeral` is in-process, and access tokens are signed with
     a key made for this app (they are then valid only here): what a test or a single process needs.
     `metrics` (a fresh set by default) is served at `/metrics`; `live_meetings` feeds the admin view of
-    live meetings (`darktower.control.admin_api`; without it that view answers 503). `workers` reaches this
-    node's workers (default: their admin sockets in the data dir) for host actions and history, which the
+    live meetings (`darktower.control.admin_api`; by default the workers' admin channel). `discovery`
+    picks the node a join goes to (`darktower.control.discovery`; by default this node). A meeting read
+    while the durable store is down is answered from the ephemeral cache (`darktower.control.read_cache`).
+    `workers` reaches this node's workers (default: their admin sockets in the data dir) for host actions and history, which the
     app collects in the background while it runs (its lifespan) when `collect_history`."""
     workers = workers if workers is not None else WorkerAdmin(config.server.data_dir, config.server.workers)
     history = HistoryCollector(workers, store.records)
@@ -120,7 +123,6 @@ def create_app(
         redirect_slashes=False,
         lifespan=lifespan,
     )
-    media_host = f"https://{url_host(config.server.advertised_host)}"
     ephemeral = ephemeral if ephemeral is not None else InMemoryEphemeralStore()
     limiter = RateLimiter(ephemeral, config.rate_limits)
     auth = AuthService(
@@ -140,22 +142,21 @@ def create_app(
 
     install_error_handlers(app)
     add_auth_routes(app, auth=auth, limiter=limiter, oidc=oidc)
-    add_admin_routes(app, auth=auth, admins=config.auth.admins, live=live_meetings)
+    add_admin_routes(app, auth=auth, admins=config.auth.admins, live=live_meetings or workers)
+    app.add_middleware(MeetingReadCache, ephemeral=ephemeral)
     install_metrics(app, metrics or ControlMetrics())
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    def join_target(meeting: Meeting) -> tuple[str, list[bytes]]:
-        try:
-            hashes = certificate_hashes()
-        except CertificateError as exc:
-            log.exception("cannot read the certificate store", extra={"meeting_id": meeting.meeting_id})
-            raise ApiError(503, "certificates_unavailable", str(exc)) from None
-        owner = owner_index(meeting.meeting_id, len(owner_ports)) if owner_ports else None
-        port = quic_port if owner is None else owner_ports[owner]
-        return f"{media_host}:{port}/meetings/{meeting.meeting_id}", hashes
+    discovery = discovery or StaticDiscovery(
+        name="local",
+        region=config.discovery.region,
+        host=config.server.advertised_host,
+        ports=owner_ports or [quic_port],
+        certificate_hashes=certificate_hashes,
+    )
 
     add_meeting_routes(
         app,
@@ -166,7 +167,7 @@ def create_app(
             limiter=limiter,
             workers=workers,
             history=history,
-            join_target=join_target,
+            join_target=join_target_of(discovery),
             clock=clock,
         ),
     )
