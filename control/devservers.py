@@ -26,7 +26,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -58,9 +58,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class RestartableServer:
+    """A throwaway server that a fault test can stop and start again on the same port with the same data:
+    `url` stays valid across restarts."""
+
+    def __init__(self, url: str, stop: Callable[[], None], start: Callable[[], None]) -> None:
+        self.url = url
+        self._stop = stop
+        self._start = start
+        self.running = True
+
+    def stop(self) -> None:
+        """Stops the server at once (clients see refused connections); a no-op when it is stopped."""
+        if self.running:
+            self._stop()
+            self.running = False
+
+    def start(self) -> None:
+        """Starts the stopped server again, on the same port and data."""
+        if not self.running:
+            self._start()
+            self.running = True
+
+
 @contextlib.contextmanager
 def throwaway_postgres() -> Iterator[str]:
     """A fresh PostgreSQL cluster for the duration of the block; yields its DSN."""
+    with restartable_postgres() as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def restartable_postgres() -> Iterator[RestartableServer]:
+    """`throwaway_postgres`, as a server the caller may also stop and start."""
     bindir = _postgres_bindir()
     as_root = os.geteuid() == 0
     owner = _postgres_user() if as_root else None
@@ -90,14 +120,23 @@ def throwaway_postgres() -> Iterator[str]:
             base,
         )
         port = _start_postgres(bindir, data, base, owner)
-        try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        finally:
+
+        def stop() -> None:
             _run(
                 [str(bindir / "pg_ctl"), "--pgdata", str(data), "--mode", "immediate", "--wait", "stop"],
                 owner,
                 base,
             )
+
+        server = RestartableServer(
+            f"postgresql://postgres@127.0.0.1:{port}/postgres",
+            stop,
+            lambda: _restart_postgres(bindir, data, base, owner, port),
+        )
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -126,40 +165,84 @@ async def _admin(dsn: str, statement: str) -> None:
 @contextlib.contextmanager
 def throwaway_redis() -> Iterator[str]:
     """A fresh redis-server (no persistence) for the duration of the block; yields its URL."""
+    with restartable_redis() as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def restartable_redis() -> Iterator[RestartableServer]:
+    """`throwaway_redis`, as a server the caller may also stop and start (its data is lost on a stop)."""
     binary = shutil.which("redis-server") or _install("redis-server", "redis-server")
     base = Path(tempfile.mkdtemp(prefix="darktower-redis-"))
     try:
+        redis = _RedisProcess(binary, base)
         for _ in range(_START_ATTEMPTS):
             port = free_port()
-            log = (base / "redis.log").open("wb")
-            command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(base)]
-            command += ["--save", "", "--appendonly", "no"]
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=base)  # noqa: S603
-            log.close()
-            if _wait_for_redis(process, port):
+            if redis.start_on(port):
                 break
-            process.wait()
         else:
-            log_text = (base / "redis.log").read_text(errors="replace")
-            raise DevServerError(f"redis-server did not start:\n{log_text[-2000:]}")
+            raise redis.failure()
+        server = RestartableServer(f"redis://127.0.0.1:{port}/0", redis.stop, lambda: redis.restart(port))
         try:
-            yield f"redis://127.0.0.1:{port}/0"
+            yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            server.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _start_postgres(bindir: Path, data: Path, base: Path, owner: pwd.struct_passwd | None) -> int:
+class _RedisProcess:
+    def __init__(self, binary: str, base: Path) -> None:
+        self._binary = binary
+        self._base = base
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start_on(self, port: int) -> bool:
+        """True once it serves on `port`; False when it exited first (port taken)."""
+        log = (self._base / "redis.log").open("ab")
+        command = [self._binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self._base)]
+        command += ["--save", "", "--appendonly", "no"]
+        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self._base)  # noqa: S603
+        log.close()
+        if _wait_for_redis(self._process, port):
+            return True
+        self._process.wait()
+        return False
+
+    def restart(self, port: int) -> None:
+        if not self.start_on(port):
+            raise self.failure()
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def failure(self) -> DevServerError:
+        log_text = (self._base / "redis.log").read_text(errors="replace")
+        return DevServerError(f"redis-server did not start:\n{log_text[-2000:]}")
+
+
+def _restart_postgres(
+    bindir: Path, data: Path, base: Path, owner: pwd.struct_passwd | None, port: int
+) -> None:
+    _start_postgres(bindir, data, base, owner, port=port)
+
+
+def _start_postgres(
+    bindir: Path, data: Path, base: Path, owner: pwd.struct_passwd | None, *, port: int | None = None
+) -> int:
+    """Starts the cluster on `port`, or on a free port (tried a few times: another process may take it)."""
     settings = " ".join(f"-c {setting}" for setting in _POSTGRES_SETTINGS)
     failure = ""
-    for _ in range(_START_ATTEMPTS):
-        port = free_port()
+    chosen = port
+    for _ in range(_START_ATTEMPTS if chosen is None else 1):
+        port = chosen if chosen is not None else free_port()
         options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 {settings}"
         log = base / "postgres.log"
         command = [str(bindir / "pg_ctl"), "--pgdata", str(data), "--log", str(log), "--options", options]
