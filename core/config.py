@@ -58,8 +58,8 @@ class ServerConfig(_Section, frozen=True):
     quic_port: int = 4433
     """WebTransport (QUIC/UDP) port (0 picks a free one)."""
     workers: int = 1
-    """QUIC worker processes, 1..256 (one index byte names a worker in its connection IDs); `serve` also
-    refuses more than 4 per usable core."""
+    """QUIC worker processes, 1..256 (one index byte names a worker in its connection IDs), or 0 for one per
+    usable core; `serve` also refuses more than 4 per usable core."""
     steering: Literal["auto", "reuseport-cbpf", "port-per-worker"] = "auto"
     """How datagrams find their worker: every worker on `quic_port` behind a reuseport CBPF program that
     reads the QUIC connection ID, or worker k alone on `quic_port + k` with the control plane naming the
@@ -78,8 +78,8 @@ class ServerConfig(_Section, frozen=True):
             port = getattr(self, key)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{section}.{key}: {port} is not a port number (0..65535)")
-        if not 1 <= self.workers <= 256:
-            raise ConfigError(f"{section}.workers: {self.workers} is outside 1..256")
+        if not 0 <= self.workers <= 256:
+            raise ConfigError(f"{section}.workers: {self.workers} is outside 0..256 (0: one per usable core)")
         if self.quic_port and self.quic_port + self.workers - 1 > 65535:
             raise ConfigError(
                 f"{section}.workers: {self.workers} workers need UDP ports {self.quic_port}.."

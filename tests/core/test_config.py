@@ -195,7 +195,7 @@ def test_the_process_model_defaults_to_one_worker_with_a_3_s_heartbeat_and_a_30_
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[server]\nworkers = 257\n", r"server.workers: 257 is outside 1..256"),
+        ("[server]\nworkers = 257\n", r"server.workers: 257 is outside 0..256 \(0: one per usable core\)"),
         (
             "[server]\nquic_port = 65535\nworkers = 2\n",
             r"server.workers: 2 workers need UDP ports 65535..65536",
