@@ -46,8 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=int,
-        help="QUIC worker processes, 1..256 (server.workers, default 1: until meetings are routed between "
-        "workers, joins go to worker 0 only)",
+        help="QUIC worker processes, 1..256, or 0 for one per usable core (server.workers, default 1)",
     )
 
     status = commands.add_parser("status", help="show the workers of the server running on a data directory")

@@ -14,8 +14,9 @@ program every worker shares `quic_port` and the kernel steers each datagram by i
 kernel refuses it (or `server.steering` says so) worker k has `quic_port + k` and the control plane names
 the meeting owner's port at join (`darktower.workers.shard.owner_index`). The log says which mode runs.
 
-`server.workers` is at most `WORKERS_PER_CORE` per usable core: more processes than that only queue for
-the CPU, and a typo such as 200 for 20 should not start 200 interpreters.
+`server.workers` = 0 means one worker per usable core; any count is at most `WORKERS_PER_CORE` per usable
+core: more processes than that only queue for the CPU, and a typo such as 200 for 20 should not start 200
+interpreters.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from darktower.control.app import url_host
 from darktower.control.consul_registration import start_node_heartbeat
 from darktower.control.main import control_process
 from darktower.core.certs import CertificateError, CertificateStore, load_certificate, store_for, utcnow
-from darktower.core.config import Config
+from darktower.core.config import Config, from_mapping
 from darktower.core.tokens import load_or_create_signing_key, signing_key_path
 from darktower.supervisor.notify import SystemdNotifier
 from darktower.supervisor.process import (
@@ -137,6 +138,13 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def with_worker_count(config: Config, cores: int) -> Config:
+    """`config` with `server.workers` = 0 replaced by `cores`, so every child sees the real count."""
+    if config.server.workers:
+        return config
+    return from_mapping(_with_server(config.to_dict(), workers=cores))
+
+
 def check_worker_count(workers: int, cores: int) -> None:
     """Raises SupervisorError naming `server.workers` when it exceeds WORKERS_PER_CORE per usable core."""
     limit = WORKERS_PER_CORE * cores
@@ -165,7 +173,9 @@ def serve(config: Config, announce: Callable[[str], None]) -> None:
     server on the same data directory, or a child that fails to start (ChildFailedError). The children are
     stopped, and the heartbeat table removed, whatever happens.
     """
-    check_worker_count(config.server.workers, usable_cores())
+    cores = usable_cores()
+    config = with_worker_count(config, cores)
+    check_worker_count(config.server.workers, cores)
     lock = lock_data_dir(config.server.data_dir)
     try:
         certificates = prepare_data_dir(config)

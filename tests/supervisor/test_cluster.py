@@ -264,8 +264,8 @@ async def test_sigterm_drains_open_sessions_and_a_sigint_cuts_the_drain_short(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "257"], "server.workers: 257 is outside 1..256"),
-        (["--workers", "0"], "server.workers: 0 is outside 1..256"),
+        (["--workers", "257"], "server.workers: 257 is outside 0..256 (0: one per usable core)"),
+        (["--workers", "-1"], "server.workers: -1 is outside 0..256 (0: one per usable core)"),
         (
             ["--workers", "3", "--quic-port", "65534"],
             (

@@ -222,3 +222,20 @@ def test_more_workers_than_the_machine_allows_fail_start_up_naming_the_key(tmp_p
         f"{WORKERS_PER_CORE} ({WORKERS_PER_CORE} per usable core, 1 usable)\n"
     )
     assert not (tmp_path / "data").exists()
+
+
+def test_workers_0_starts_one_worker_per_usable_core(
+    serve: Callable[..., ServeProcess], tmp_path: Path
+) -> None:
+    allowed = os.sched_getaffinity(0)
+    cores = set(sorted(allowed)[:2])
+    os.sched_setaffinity(0, cores)  # the server inherits it
+    try:
+        server = serve("--workers", "0")
+    finally:
+        os.sched_setaffinity(0, allowed)
+    server.wait_ready()
+    assert [worker["index"] for worker in read_status(str(tmp_path / "data"))["workers"]] == list(
+        range(len(cores))
+    )
+    assert server.stop() == 0
