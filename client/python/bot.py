@@ -34,12 +34,18 @@ async def run_bot(
     duration: float = 10.0,
     name: str | None = None,
     ca_file: str | None = None,
+    e2ee: bool = False,
 ) -> dict[str, Any]:
     """Runs one bot for `duration` seconds after joining and returns its report (see `report`)."""
     async with ControlApi(server) as api:
         await api.ensure_meeting(meeting_id)
         client = MeetingClient(
-            api, meeting_id, name or f"bot-{secrets.token_hex(3)}", auto_subscribe=True, ca_file=ca_file
+            api,
+            meeting_id,
+            name or f"bot-{secrets.token_hex(3)}",
+            auto_subscribe=True,
+            ca_file=ca_file,
+            e2ee=e2ee,
         )
         try:
             await client.join()
@@ -52,7 +58,9 @@ async def run_bot(
 
 
 def report(client: MeetingClient) -> dict[str, Any]:
-    """The bot's JSON report: what it sent, and per remote publisher what it received and how well."""
+    """The bot's JSON report: what it sent, and per remote publisher what it received and how well; with
+    E2EE, `e2ee` holds the key manager's counts (frames decrypted, accepted as plaintext, refused by kind;
+    key messages refused by kind; rotations), else it is null."""
     summary = client.stats.summary()
     return {
         "participant_id": client.participant_id,
@@ -66,6 +74,7 @@ def report(client: MeetingClient) -> dict[str, Any]:
         "unverified": summary["unverified"],
         "unattributed": summary["unattributed"],
         "reconnects": client.reconnects,
+        "e2ee": None if client.keys is None else client.keys.summary(),
     }
 
 
@@ -83,6 +92,11 @@ def describe(result: dict[str, Any]) -> str:
         f"p99 {_ms(latency['p99'])}; lost {result['lost']}, out of order {result['out_of_order']}, "
         f"corrupt {result['corrupt']}, reconnects {result['reconnects']}"
     )
+    if (e2ee := result["e2ee"]) is not None:
+        refused = ", ".join(f"{kind} {n}" for kind, n in e2ee["refused_frames"].items() if n) or "none"
+        lines.append(
+            f"  e2ee: decrypted {e2ee['decrypted']}, refused {refused}, rotations {e2ee['rotations']}"
+        )
     return "\n".join(lines)
 
 
@@ -122,6 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=_positive, default=10.0, help="seconds to stay (default 10)")
     parser.add_argument("--json", action="store_true", help="print only the JSON report")
     parser.add_argument("--name", help="display name (default bot-<random>)")
+    parser.add_argument(
+        "--e2ee", action="store_true", help="encrypt media end to end (SFrame) and report what was decrypted"
+    )
     parser.add_argument("--ca-file", help="CA bundle for a media server with a CA-signed certificate")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return parser
@@ -140,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 duration=args.duration,
                 name=args.name,
                 ca_file=args.ca_file,
+                e2ee=args.e2ee,
             )
         )
     except ClientError as exc:

@@ -54,6 +54,7 @@ from darktower.client.sframe import (
     SFrameUnknownKeyError,
     decode_header,
 )
+from darktower.proto.frame import HEADER_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +287,21 @@ class KeyManager:
                 peer.video_waiting = True
         return opened
 
+    def seal_frame(self, frame: bytes, now_us: int) -> bytes:
+        """A whole media frame (docs/FRAME-FORMAT.md) with its payload sealed and `payload_length` set."""
+        sealed = self.seal(frame[:METADATA_SIZE], frame[HEADER_SIZE:], now_us)
+        return frame[:METADATA_SIZE] + len(sealed).to_bytes(4, "big") + sealed
+
+    def open_frame(self, sender_id: str, frame: bytes, now_us: int, *, video: bool) -> bytes | Refused:
+        """A received media frame with its payload opened (and `payload_length` set), or why not."""
+        opened = self.open(sender_id, frame[HEADER_SIZE:], frame[:METADATA_SIZE], now_us, video=video)
+        if isinstance(opened, Refused):
+            return opened
+        if opened.kid is None:
+            return frame
+        plaintext = opened.plaintext
+        return frame[:METADATA_SIZE] + len(plaintext).to_bytes(4, "big") + plaintext
+
     # --- what the session asks --------------------------------------------------------------------------
 
     @property
@@ -313,8 +329,12 @@ class KeyManager:
         return peer.identity.public_key
 
     def has_key_from(self, participant_id: str) -> bool:
+        return bool(self.kids_from(participant_id))
+
+    def kids_from(self, participant_id: str) -> list[int]:
+        """The KIDs of `participant_id`'s keys held now (not yet retired), oldest first."""
         peer = self._peers.get(participant_id)
-        return peer is not None and bool(peer.held)
+        return [] if peer is None else sorted(peer.held)
 
     def summary(self) -> dict[str, object]:
         """Counts for reports: frames decrypted, accepted as plaintext, refused by kind; key messages

@@ -7,6 +7,12 @@ server's events. Published tracks are driven by media sources (synthetic by defa
 frame per datagram, each video group on its own unidirectional stream, ended when the group ends. Received
 frames are parsed, checked byte for byte against the synthetic format and counted in `stats`.
 
+With `e2ee=True` the client joins announcing end-to-end encryption and runs a `KeyManager` (docs/E2EE.md)
+off the roster events and key messages: every payload it sends is SFrame ciphertext, every payload it
+receives is opened first (refused frames are dropped and counted by the manager), and a sender's key that
+arrives after its video was refused brings a keyframe request. The manager, and so the identity key,
+outlives sessions.
+
 When the session drops without `leave()`, the client joins again with a fresh token after an exponential
 back-off with jitter, publishes its tracks again (new track ids, new sources starting at a keyframe) and
 subscribes again to what it had subscribed to that still exists (to everything, with `auto_subscribe`).
@@ -25,6 +31,7 @@ from typing import Any, Final
 
 from darktower.client.api import ControlApi, JoinInfo
 from darktower.client.backoff import ReconnectPolicy
+from darktower.client.e2ee import KeyAction, KeyManager, Refused, RequestKeyframe
 from darktower.client.errors import (
     ApiError,
     ClientError,
@@ -128,6 +135,7 @@ class MeetingClient:
         request_timeout: float = 5.0,
         ca_file: str | None = None,
         rng: random.Random | None = None,
+        e2ee: bool = False,
     ) -> None:
         self.meeting_id = meeting_id
         self.display_name = display_name
@@ -138,6 +146,8 @@ class MeetingClient:
         self.reconnects = 0
         self.failure: ClientError | None = None
         """Why the client gave up on the meeting (set when it stops reconnecting)."""
+        self.keys = KeyManager() if e2ee else None
+        """The end-to-end key manager, with `e2ee`."""
         self._api = api
         self._can_publish = can_publish
         self._can_subscribe = can_subscribe
@@ -280,7 +290,8 @@ class MeetingClient:
         )
         conn = await self._open(info)
         try:
-            reply = await self._request(pb.ClientMessage(join=pb.Join(token=info.token)), conn=conn)
+            join = pb.Join(token=info.token, e2ee=self.keys is not None)
+            reply = await self._request(pb.ClientMessage(join=join), conn=conn)
         except ClientError:
             await conn.session.close(0, "join failed")
             raise
@@ -288,6 +299,9 @@ class MeetingClient:
         self._participant_id = joined.participant_id or info.participant_id
         self.state.joined(self._participant_id, joined)
         conn.media.max_payload = joined.max_frame_payload_bytes or MAX_U32
+        if self.keys is not None:
+            roster = [(p.participant_id, p.e2ee) for p in joined.roster]
+            self._run_key_actions(self.keys.joined(self._participant_id, roster, self._clock()))
         log.info("joined", extra=self._ids())
         self._notify()
 
@@ -305,7 +319,11 @@ class MeetingClient:
             session=session,
             signaling_stream=session.create_bidirectional_stream(),
             media=MediaReceiver(
-                self.state.tracks, self.stats, verify_media=self._verify, on_frame=self._on_frame
+                self.state.tracks,
+                self.stats,
+                verify_media=self._verify,
+                on_frame=self._on_frame,
+                opener=None if self.keys is None else self._open_frame,
             ),
         )
         self._conn = conn
@@ -453,8 +471,22 @@ class MeetingClient:
                     publication.source.request_keyframe()
         elif body == "notice":
             log.info("server notice: %s", message.notice.message, extra=self._ids())
-        elif (track := self.state.apply(message)) is not None and self.auto_subscribe:
-            self._spawn(self._auto_subscribe(track.track_id))
+        elif body == "key_message_received" and self.keys is not None:
+            received = message.key_message_received
+            self._run_key_actions(
+                self.keys.receive(received.from_participant_id, received.payload, self._clock())
+            )
+        else:
+            if self.keys is not None and body == "participant_joined":
+                joined = message.participant_joined.participant
+                self._run_key_actions(
+                    self.keys.participant_joined(joined.participant_id, joined.e2ee, self._clock())
+                )
+            elif self.keys is not None and body == "participant_left":
+                left = message.participant_left.participant_id
+                self._run_key_actions(self.keys.participant_left(left, self._clock()))
+            if (track := self.state.apply(message)) is not None and self.auto_subscribe:
+                self._spawn(self._auto_subscribe(track.track_id))
 
     async def _auto_subscribe(self, track_id: int) -> None:
         try:
@@ -524,6 +556,8 @@ class MeetingClient:
         conn = self._conn
         if conn is None or publication.track_id is None:
             return
+        if self.keys is not None:
+            data = self.keys.seal_frame(data, self._clock())
         try:
             if publication.kind == "audio":
                 conn.session.send_datagram(data)
@@ -548,6 +582,40 @@ class MeetingClient:
         if conn is not None and stream_id is not None:
             with contextlib.suppress(TransportError):
                 conn.session.send_stream_data(stream_id, b"", end_stream=True)
+
+    # --- end-to-end encryption --------------------------------------------------------------------------
+
+    def _open_frame(self, track: RemoteTrack, frame: bytes, now_us: int) -> bytes | None:
+        assert self.keys is not None
+        opened = self.keys.open_frame(track.participant_id, frame, now_us, video=track.kind == "video")
+        return None if isinstance(opened, Refused) else opened
+
+    def _run_key_actions(self, actions: list[KeyAction]) -> None:
+        """Key messages go out now, in order (one signaling stream keeps it); keyframe requests go to the
+        sender's subscribed video tracks."""
+        conn = self._conn
+        for action in actions:
+            if isinstance(action, RequestKeyframe):
+                for track in self.tracks.values():
+                    if track.participant_id == action.participant_id and track.kind == "video":
+                        self._spawn(self._request_keyframe(track.track_id))
+            elif conn is not None:
+                message = pb.KeyMessage(to_participant_ids=action.to, payload=action.payload)
+                try:
+                    reply = self._send_request(conn, pb.ClientMessage(key_message=message))
+                except ClientError as exc:
+                    log.warning("key message not sent: %s", exc, extra=self._ids())
+                    return
+                reply.add_done_callback(self._key_message_done)
+
+    def _key_message_done(self, reply: asyncio.Future[pb.ServerMessage]) -> None:
+        if not reply.cancelled() and (error := reply.exception()) is not None:
+            log.warning("key message refused: %s", error, extra=self._ids())
+
+    async def _request_keyframe(self, track_id: int) -> None:
+        if track_id in self.subscriptions:
+            with contextlib.suppress(ClientError):
+                await self.request_keyframe(track_id)
 
     # --- plumbing ---------------------------------------------------------------------------------------
 

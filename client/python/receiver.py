@@ -5,7 +5,8 @@ unidirectional stream with the time it arrived. Each frame is attributed to its 
 meeting's tracks, checked byte for byte against the synthetic format when asked, counted in the shared
 `ReceiveStats` and passed to the frame callback. A frame that does not parse is counted as malformed, and
 a stream that sent one is ignored until it ends; a frame of a track not (or no longer) known is counted as
-unattributed.
+unattributed. With end-to-end encryption an opener decrypts each attributed frame first; a frame it refuses
+is dropped here (and counted by the opener), never verified or passed on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from darktower.proto.frame import MAX_U32, FrameError, FrameHeader, FrameReader,
 
 FrameCallback = Callable[[RemoteTrack, FrameHeader, bytes, bool], None]
 """(track, header, the frame's bytes, verified) for every media frame received."""
+FrameOpener = Callable[[RemoteTrack, bytes, int], bytes | None]
+"""(track, frame, now µs) -> the frame with its payload decrypted, or None when it was refused (the opener
+counts why); end-to-end encryption's hook, applied before anything else looks at the payload."""
 
 
 class MediaReceiver:
@@ -30,8 +34,10 @@ class MediaReceiver:
         verify_media: bool = True,
         on_frame: FrameCallback | None = None,
         max_payload: int = MAX_U32,
+        opener: FrameOpener | None = None,
     ) -> None:
         self.max_payload = max_payload
+        self._opener = opener
         self._tracks = tracks
         self._stats = stats
         self._verify = verify_media
@@ -81,6 +87,11 @@ class MediaReceiver:
         if track is None or track.kind is None:
             self._stats.record_unattributed()
             return 0
+        if self._opener is not None:
+            opened = self._opener(track, data, now_us)
+            if opened is None:
+                return 0
+            data = opened
         if not self._verify:
             ok, checkable = True, True
         else:
