@@ -56,6 +56,8 @@ from darktower.supervisor.reuseport import (
     open_worker_sockets,
 )
 from darktower.supervisor.signals import SignalQueue
+from darktower.workers.cluster_io import unlink_rings
+from darktower.workers.cluster_records import MAX_WORKERS
 from darktower.workers.heartbeat import HeartbeatTable, segment_name
 from darktower.workers.main import worker_process
 
@@ -183,6 +185,8 @@ def serve(config: Config, announce: Callable[[str], None]) -> None:
         table_name = segment_name(config.server.data_dir)
         if HeartbeatTable.unlink(table_name):
             log.warning("removed the heartbeat table %s left by a server that was killed", table_name)
+        if unlink_rings(config.server.data_dir, MAX_WORKERS):
+            log.warning("removed the worker rings left by a server that was killed")
         table = HeartbeatTable.create(
             table_name,
             config.server.workers,
@@ -204,6 +208,7 @@ def serve(config: Config, announce: Callable[[str], None]) -> None:
             notifier.close()
             table.close()
             HeartbeatTable.unlink(table_name)
+            unlink_rings(config.server.data_dir, config.server.workers)
             sockets.close()
     finally:
         os.close(lock)
