@@ -102,6 +102,7 @@ class ConsulStandIn:
     def __init__(self) -> None:
         self.state = StandInState()
         self._lock = threading.Lock()
+        self._answered = threading.Condition(self._lock)
         handler = type("Handler", (_Handler,), {"standin": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = int(self._server.server_address[1])
@@ -123,6 +124,15 @@ class ConsulStandIn:
         self._server.server_close()
         self._thread.join()
 
+    def wait_for_requests(self, path: str, count: int, timeout_s: float) -> bool:
+        """Waits until `count` more requests for `path` have arrived (from now); False on timeout."""
+        with self._answered:
+            target = self._answered_count(path) + count
+            return self._answered.wait_for(lambda: self._answered_count(path) >= target, timeout_s)
+
+    def _answered_count(self, path: str) -> int:
+        return sum(1 for _method, seen in self.state.requests if seen == path)
+
     def check_status(self, check_id: str) -> str | None:
         with self._lock:
             self._expire()
@@ -135,6 +145,7 @@ class ConsulStandIn:
         """(status, body, whether the body is JSON) for one request."""
         with self._lock:
             self.state.requests.append((method, path))
+            self._answered.notify_all()
             if self.state.failing:
                 return 500, "Unexpected response code: 500 (stand-in told to fail)", False
             self._expire()

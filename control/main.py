@@ -7,7 +7,8 @@ response advertises it in `Alt-Svc`), all served by one hypercorn server. TLS us
 the configured one, or the newest self-signed one of the data directory, read at start (a self-signed one
 rotates, so a long-running control plane meant for browsers over HTTPS wants a configured certificate). It opens the configured durable store (`[store] durable`: SQLite or PostgreSQL, with
 its migrations applied; meetings and accounts) and ephemeral store (`[store] ephemeral`: rate limits, OIDC
-sign-in state), and only then reports `{"http_port": <bound port>}` on `ready_conn`, so a
+sign-in state) and, with `discovery.mode = "consul"`, keeps Consul's view of the media nodes fresh in the
+background (joins go to the node it picks), and only then reports `{"http_port": <bound port>}` on `ready_conn`, so a
 supervisor that has the message can send requests at once. SIGTERM or SIGINT stops it gracefully. Failing
 to start (port taken, unusable database) logs why, reports `{"error": why}` and exits with status 1.
 """
@@ -35,6 +36,7 @@ from hypercorn.typing import ASGIFramework
 from darktower.control.access_tokens import AccessTokens
 from darktower.control.app import create_app
 from darktower.control.backends import open_durable_store, open_ephemeral_store
+from darktower.control.consul_discovery import ConsulDiscovery, consul_client
 from darktower.control.metrics import ControlMetrics, heartbeat_reader
 from darktower.core import logging as dt_logging
 from darktower.core.certs import load_certificate, store_for, utcnow
@@ -166,6 +168,12 @@ async def run_control(
     hashes = certificate_hashes_for(config)
     store = await open_durable_store(config)
     ephemeral = open_ephemeral_store(config)
+    discovery = (
+        ConsulDiscovery(consul_client(config.discovery), config.discovery)
+        if config.discovery.mode == "consul"
+        else None
+    )
+    refreshing = asyncio.create_task(discovery.run(stop)) if discovery is not None else None
     try:
         app = create_app(
             config=config,
@@ -178,6 +186,7 @@ async def run_control(
             ephemeral=ephemeral,
             access_tokens=access_tokens,
             metrics=ControlMetrics(heartbeat_reader(segment_name(config.server.data_dir))),
+            discovery=discovery,
         )
         sock = listen(config.server.host, config.server.http_port)
         port = int(sock.getsockname()[1])
@@ -195,6 +204,10 @@ async def run_control(
         on_ready(port)
         await serve(cast("ASGIFramework", app), server_config, shutdown_trigger=stop.wait, mode="asgi")
     finally:
+        if refreshing is not None and discovery is not None:
+            refreshing.cancel()
+            await asyncio.gather(refreshing, return_exceptions=True)
+            await discovery.close()
         await ephemeral.close()
         await store.close()
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import consul
+import httpx
 import pytest
 
 from darktower.control.consul_discovery import (
@@ -33,7 +34,7 @@ from darktower.control.discovery import (
     StaticDiscovery,
     choose_node,
 )
-from darktower.control.main import certificate_hashes_for
+from darktower.control.main import certificate_hashes_for, run_control
 from darktower.core.config import DiscoveryConfig, from_mapping
 from darktower.workers.heartbeat import HeartbeatTable, WorkerState
 
@@ -400,3 +401,49 @@ async def test_the_supervisor_hook_publishes_the_load_of_its_running_workers(
         "quic_ports": "5000,5001",
         "cert_sha256": ",".join(h.hex() for h in certificate_hashes_for(config)()),
     }
+
+
+async def test_a_served_control_plane_routes_joins_through_consul(
+    standin: ConsulStandIn, tmp_path: Path
+) -> None:
+    register(standin.url, "eu-1", "eu", load=9)
+    register(standin.url, "eu-2", "eu", load=3, ports=(6000,))
+    register(standin.url, "us-1", "us", load=0)
+    config = from_mapping(
+        {
+            "server": {"data_dir": str(tmp_path), "http_port": 0, "web_root": str(tmp_path)},
+            "auth": {"password_hash_time_cost": 1, "password_hash_memory_kib": 64},
+            "discovery": {"mode": "consul", "consul_url": standin.url, "region": "eu"},
+        }
+    )
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    server = asyncio.create_task(run_control(config, 4433, on_ready=ready.set_result, stop=stop))
+    try:
+        port = await asyncio.wait_for(asyncio.shield(ready), DEADLINE_S)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.post("/v1/meetings", json={"meeting_id": "m1"})).status_code == 201
+            joined = await client.post("/v1/meetings/m1/join", json={"display_name": "Ada"})
+            assert joined.status_code == 200, joined.text
+            assert joined.json()["webtransport_url"] == "https://eu-2.example:6000/meetings/m1"
+            assert joined.json()["certificate_hashes"] == [{"algorithm": "sha-256", "value": H1.hex()}]
+
+            standin.advance(10)  # every node's check expires: nowhere to send a join
+            await _refreshed(standin)
+            refused = await client.post("/v1/meetings/m1/join", json={"display_name": "Ada"})
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == "no_media_node"
+            register(standin.url, "us-1", "us", load=0)
+            await _refreshed(standin)
+            moved = await client.post("/v1/meetings/m1/join", json={"display_name": "Ada"})
+            assert moved.json()["webtransport_url"] == "https://us-1.example:4433/meetings/m1"
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, DEADLINE_S)
+
+
+async def _refreshed(standin: ConsulStandIn) -> None:
+    """Returns once the control plane routes from a node list read after the change: its reads are sequential,
+    so when a second read arrives, the answer to the first (sent after the change) has been applied."""
+    path = "/v1/health/service/darktower-media"
+    assert await asyncio.to_thread(standin.wait_for_requests, path, 2, DEADLINE_S)
