@@ -34,7 +34,7 @@ from darktower.proto import signaling_pb2 as pb
 from darktower.proto.frame import MAX_U32
 from darktower.workers import messages
 from darktower.workers.actions import Action, EndVideoGroup, SendSignaling, SendVideo
-from darktower.workers.admin_state import REMOVAL_MARGIN_S, Oversight
+from darktower.workers.admin_state import ENDED_REMEMBERED_S, REMOVAL_MARGIN_S, Oversight
 from darktower.workers.errors import RequestRefusedError
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ ROLES: Final[dict[Role, pb.Role]] = {
     Role.PARTICIPANT: pb.ROLE_PARTICIPANT,
     Role.VIEWER: pb.ROLE_VIEWER,
 }
+ROLE_OF: Final[dict[pb.Role, Role]] = {wire: role for role, wire in ROLES.items()}
 HOST_ACTIONS: Final = frozenset(pb.HostAction.Kind.values()) - {pb.HostAction.KIND_UNSPECIFIED}
 _REASONS: Final[dict[pb.ParticipantLeft.Reason, str]] = {
     pb.ParticipantLeft.REASON_UNSPECIFIED: "unspecified",
@@ -497,9 +498,10 @@ class Meeting:
             )
         if kind == pb.HostAction.KIND_MUTE:
             return self._mute(target, by)
-        self._oversight.sanctions.remove(
-            self.meeting_id, target.participant_id, target.expires_at + REMOVAL_MARGIN_S, now_us / 1_000_000
-        )
+        now_s = now_us / 1_000_000
+        # A member re-registered after its owner restarted has no known expiry: remember it the longest.
+        until = target.expires_at + REMOVAL_MARGIN_S if target.expires_at else now_s + ENDED_REMEMBERED_S
+        self._oversight.sanctions.remove(self.meeting_id, target.participant_id, until, now_s)
         actions = messages.close(
             target.session, 0, pb.ERROR_CODE_REMOVED, "a host removed you from the meeting"
         )

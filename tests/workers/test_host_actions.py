@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from darktower.core.config import LimitsConfig
 from darktower.core.tokens import JoinGrant, Role
 from darktower.proto import signaling_pb2 as pb
-from darktower.workers.admin_state import ENDED_REMEMBERED_S, Sanctions
+from darktower.workers.admin_state import ENDED_REMEMBERED_S, Oversight, Sanctions
 from darktower.workers.errors import RequestRefusedError
+from darktower.workers.meeting import ROLE_OF, Meeting
 
 if TYPE_CHECKING:
     from conftest import World
@@ -287,3 +289,25 @@ def test_sanctions_expire_and_are_swept() -> None:
     for n in range(300):
         sanctions.remove("m", str(n), until_s=ENDED_REMEMBERED_S + 10 + n, now_s=ENDED_REMEMBERED_S + 10)
     assert len(sanctions) == 300
+
+
+def test_a_removed_member_without_a_known_expiry_is_kept_out_the_longest() -> None:
+    """A member an owner rebuilt after a restart (`ClusterCore`) has no grant expiry to go by."""
+    oversight = Oversight()
+    meeting = Meeting("m", LimitsConfig(), lambda _meeting: None, oversight=oversight)
+    rebuilt = JoinGrant(
+        meeting_id="m",
+        participant_id="p",
+        display_name="P",
+        can_publish=True,
+        can_subscribe=True,
+        expires_at=0,
+        token_id="",
+        role=ROLE_OF[pb.ROLE_HOST],
+    )
+    member, _ = meeting.join(1, 1, rebuilt)
+    assert member.role is Role.HOST
+    meeting.host_action(None, REMOVE, "p", now_us=1_000_000)
+    with pytest.raises(RequestRefusedError):
+        oversight.sanctions.check_join("m", "p", now_s=ENDED_REMEMBERED_S)
+    oversight.sanctions.check_join("m", "p", now_s=ENDED_REMEMBERED_S + 2)
