@@ -22,7 +22,7 @@ import logging
 from typing import Any, cast
 
 from darktower.core.config import LimitsConfig
-from darktower.core.tokens import JoinGrant, TokenVerifier
+from darktower.core.tokens import JoinGrant, Role, TokenVerifier
 from darktower.proto import signaling_pb2 as pb
 from darktower.workers import messages
 from darktower.workers.actions import Action, CloseSession, SendSignaling
@@ -50,7 +50,7 @@ from darktower.workers.cluster_records import (
     worker_of,
 )
 from darktower.workers.errors import WorkerError
-from darktower.workers.meeting import Meeting, Member, Track, control_plane_action
+from darktower.workers.meeting import ROLE_OF, Meeting, Member, Track, control_plane_action
 from darktower.workers.session import Session
 from darktower.workers.shard import owner_index
 
@@ -448,6 +448,7 @@ def _grant(meeting_id: str, participant: pb.Participant) -> JoinGrant:
         can_subscribe=participant.can_subscribe,
         expires_at=0,
         token_id="",
+        role=ROLE_OF.get(participant.role, Role.PARTICIPANT),
     )
 
 
