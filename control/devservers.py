@@ -89,8 +89,11 @@ def throwaway_postgres() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def restartable_postgres() -> Iterator[RestartableServer]:
-    """`throwaway_postgres`, as a server the caller may also stop and start."""
+def restartable_postgres(*, crash_safe: bool = False) -> Iterator[RestartableServer]:
+    """`throwaway_postgres`, as a server the caller may also stop and start. A stop is a crash (immediate
+    shutdown); with `crash_safe`, commits are durable when acknowledged (`synchronous_commit=on`, as in
+    production) so a test can check that nothing acknowledged is lost by one."""
+    extra = ("synchronous_commit=on",) if crash_safe else ()
     bindir = _postgres_bindir()
     as_root = os.geteuid() == 0
     owner = _postgres_user() if as_root else None
@@ -119,7 +122,7 @@ def restartable_postgres() -> Iterator[RestartableServer]:
             owner,
             base,
         )
-        port = _start_postgres(bindir, data, base, owner)
+        port = _start_postgres(bindir, data, base, owner, extra=extra)
 
         def stop() -> None:
             _run(
@@ -128,11 +131,10 @@ def restartable_postgres() -> Iterator[RestartableServer]:
                 base,
             )
 
-        server = RestartableServer(
-            f"postgresql://postgres@127.0.0.1:{port}/postgres",
-            stop,
-            lambda: _restart_postgres(bindir, data, base, owner, port),
-        )
+        def start() -> None:
+            _start_postgres(bindir, data, base, owner, port=port, extra=extra)
+
+        server = RestartableServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", stop, start)
         try:
             yield server
         finally:
@@ -228,17 +230,18 @@ class _RedisProcess:
         return DevServerError(f"redis-server did not start:\n{log_text[-2000:]}")
 
 
-def _restart_postgres(
-    bindir: Path, data: Path, base: Path, owner: pwd.struct_passwd | None, port: int
-) -> None:
-    _start_postgres(bindir, data, base, owner, port=port)
-
-
 def _start_postgres(
-    bindir: Path, data: Path, base: Path, owner: pwd.struct_passwd | None, *, port: int | None = None
+    bindir: Path,
+    data: Path,
+    base: Path,
+    owner: pwd.struct_passwd | None,
+    *,
+    port: int | None = None,
+    extra: tuple[str, ...] = (),
 ) -> int:
-    """Starts the cluster on `port`, or on a free port (tried a few times: another process may take it)."""
-    settings = " ".join(f"-c {setting}" for setting in _POSTGRES_SETTINGS)
+    """Starts the cluster on `port`, or on a free port (tried a few times: another process may take it);
+    `extra` settings override the defaults (the last of a setting wins)."""
+    settings = " ".join(f"-c {setting}" for setting in (*_POSTGRES_SETTINGS, *extra))
     failure = ""
     chosen = port
     for _ in range(_START_ATTEMPTS if chosen is None else 1):
