@@ -68,6 +68,7 @@ class Member:
         "can_subscribe",
         "expires_at",
         "info",
+        "muted_tracks",
         "participant_id",
         "published",
         "role",
@@ -92,6 +93,9 @@ class Member:
             role=ROLES[grant.role],
         )
         self.published: dict[int, Track] = {}
+        self.muted_tracks: set[int] = set()
+        """Audio tracks a host's mute unpublished: frames the client sent before it heard of it are dropped
+        quietly, not counted as malformed (track ids are never reused)."""
         self.subscriptions: dict[int, Track] = {}
         self.active = True
         """False once the member left or was replaced; its session's input is ignored from then on."""
@@ -512,6 +516,7 @@ class Meeting:
         audio = [track for track in target.published.values() if track.kind == pb.TRACK_KIND_AUDIO]
         actions: list[Action] = []
         for track in audio:
+            target.muted_tracks.add(track.track_id)
             actions += self._drop_track(track)
         muted = pb.Muted(by_participant_id=by, track_ids=[track.track_id for track in audio])
         actions.append(messages.send(target.session, pb.ServerMessage(muted=muted)))

@@ -329,6 +329,8 @@ class Session:
         if len(data) != HEADER_SIZE + header.payload_length:
             return self._bad_frame(f"datagram of {len(data)} bytes does not hold exactly one frame")
         track = member.published.get(header.track_id)
+        if track is None and header.track_id in member.muted_tracks:
+            return []
         if track is None or track.kind != pb.TRACK_KIND_AUDIO:
             return self._bad_frame(
                 f"datagram for track {header.track_id}, not an audio track of this session"
