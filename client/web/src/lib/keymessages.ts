@@ -171,6 +171,12 @@ export function decodeKeyMessage(payload: Uint8Array): KeyMessage {
   };
 }
 
+/** ECDH of `own` with the `other` public key: the shared point's x-coordinate, 32 bytes. */
+export async function sharedSecret(own: Identity, other: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+  const peer = await importPublicKey(other);
+  return new Uint8Array(await crypto.subtle.deriveBits({ name: "ECDH", public: peer }, own.privateKey, 256));
+}
+
 /**
  * The 32-byte wrap key for media keys that `sender` sends to `recipient` (one per direction). `own` is
  * whichever of the two this client is: its private key meets the other side's public key.
@@ -181,8 +187,7 @@ export async function wrapKeyBytes(
   senderPublic: Uint8Array,
   recipientPublic: Uint8Array,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const peer = await importPublicKey(other);
-  const shared = await crypto.subtle.deriveBits({ name: "ECDH", public: peer }, own.privateKey, 256);
+  const shared = await sharedSecret(own, other);
   const ikm = await crypto.subtle.importKey("raw", shared, "HKDF", false, ["deriveBits"]);
   const info = concat(WRAP_INFO, senderPublic, recipientPublic);
   const bits = await crypto.subtle.deriveBits(
