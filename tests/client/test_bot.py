@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from conftest import Cluster
 
 
-async def run_cli_bot(cluster: Cluster, meeting: str, duration: float) -> dict[str, Any]:
+async def run_cli_bot(cluster: Cluster, meeting: str, duration: float, *options: str) -> dict[str, Any]:
     """`darktower bot` as a separate process; returns the JSON object on its last stdout line."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -30,6 +30,7 @@ async def run_cli_bot(cluster: Cluster, meeting: str, duration: float) -> dict[s
         str(duration),
         "--name",
         "cli-bot",
+        *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -38,13 +39,15 @@ async def run_cli_bot(cluster: Cluster, meeting: str, duration: float) -> dict[s
     lines = stdout.decode().strip().splitlines()
     assert lines[0].startswith("bot "), "without --json a summary for people comes first"
     result: dict[str, Any] = json.loads(lines[-1])
+    result["summary_for_people"] = lines[:-1]
     return result
 
 
 async def test_three_bots_receive_each_others_media_byte_exact(cluster: Cluster) -> None:
     reports = await asyncio.gather(
-        run_bot(cluster.http_url, "standup", duration=5.0, name="bot-a"),
-        run_bot(cluster.http_url, "standup", duration=5.0, name="bot-b"),
+        # The command-line bot starts a process first (seconds on a loaded machine): the others outstay it.
+        run_bot(cluster.http_url, "standup", duration=7.0, name="bot-a"),
+        run_bot(cluster.http_url, "standup", duration=7.0, name="bot-b"),
         run_cli_bot(cluster, "standup", duration=4.0),
     )
     ids = {report["participant_id"] for report in reports}
@@ -62,6 +65,25 @@ async def test_three_bots_receive_each_others_media_byte_exact(cluster: Cluster)
         assert report["latency_ms"]["p50"] is not None
         assert report["latency_ms"]["p99"] >= report["latency_ms"]["p50"]
         assert set(report) >= {"lost", "out_of_order"}
+        assert report["e2ee"] is None
+
+
+async def test_encrypting_bots_decrypt_each_other_and_report_it(cluster: Cluster) -> None:
+    reports = await asyncio.gather(
+        run_bot(cluster.http_url, "e2ee", duration=7.0, name="bot-a", e2ee=True),
+        run_cli_bot(cluster, "e2ee", 4.0, "--e2ee"),
+    )
+    for report, other in (reports, reports[::-1]):
+        counts = report["received"][other["participant_id"]]
+        assert counts["audio"] > 0, report
+        assert counts["video"] > 0, report
+        assert report["corrupt"] == report["unverified"] == 0, report
+        e2ee = report["e2ee"]
+        assert e2ee["decrypted"] == counts["audio"] + counts["video"], report
+        assert e2ee["plaintext"] == 0
+        assert e2ee["refused_frames"]["auth"] == e2ee["refused_frames"]["replay"] == 0
+        assert sum(e2ee["refused_key_messages"].values()) == 0
+    assert any(line.startswith("  e2ee: decrypted ") for line in reports[1]["summary_for_people"])
 
 
 async def test_a_bot_that_publishes_nothing_still_receives(cluster: Cluster) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from darktower.client.api import ControlApi, JoinInfo
+from darktower.client.backoff import ReconnectPolicy
 from darktower.client.e2ee import FrameRefusal
 from darktower.client.errors import RequestRefusedError
 from darktower.client.keymessages import (
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from conftest import Cluster
 
 TIMEOUT = 20.0
+FAST_RECONNECT = ReconnectPolicy(initial_s=0.05, maximum_s=0.5)
 
 
 class ServerTap:
@@ -314,3 +316,26 @@ async def test_an_e2ee_required_meeting_refuses_a_plaintext_client(cluster: Clus
         cluster.clients.append(encrypting)
         await encrypting.join()
         assert encrypting.connected
+
+
+async def test_clients_that_reconnect_keep_their_identity_and_decrypt_each_other_again(
+    cluster: Cluster,
+) -> None:
+    alice = await cluster.join("again", "alice", e2ee=True, reconnect=FAST_RECONNECT)
+    bob = await cluster.join("again", "bob", e2ee=True, reconnect=FAST_RECONNECT)
+    assert alice.keys is not None
+    assert bob.keys is not None
+    async with asyncio.timeout(TIMEOUT):
+        await alice.wait_until(decrypts_everyone([alice, bob], 5))
+    identities = (alice.keys.identity.public_key, bob.keys.identity.public_key)
+    number = alice.keys.safety_number(bob.participant_id)
+    kid = sending_kid(alice)
+    await cluster.restart_worker()
+    async with asyncio.timeout(TIMEOUT):
+        await alice.wait_until(lambda: alice.reconnects == 1 and alice.connected)
+        await bob.wait_until(lambda: bob.reconnects == 1 and bob.connected)
+        await alice.wait_until(decrypts_everyone([alice, bob], 5))
+    assert (alice.keys.identity.public_key, bob.keys.identity.public_key) == identities
+    assert alice.keys.safety_number(bob.participant_id) == number
+    assert sending_kid(alice) > kid
+    assert alice.stats.summary()["corrupt"] == bob.stats.summary()["corrupt"] == 0
