@@ -124,3 +124,24 @@ def test_a_reset_stream_is_dropped_without_counting_damage() -> None:
     receiver.stream_reset(5)
     assert receiver.open_streams == 0
     assert stats.summary()["corrupt"] == 0
+
+
+def test_an_opener_sees_every_attributed_frame_first_and_what_it_refuses_is_dropped_uncounted() -> None:
+    stats = ReceiveStats()
+    seen: list[int] = []
+    opened: list[tuple[str, int]] = []
+
+    def opener(track: RemoteTrack, frame: bytes, now_us: int) -> bytes | None:
+        opened.append((track.participant_id, now_us))
+        return None if frame == sealed_refused else plain
+
+    plain, sealed, sealed_refused = audio(0), b"\x01" + audio(0)[1:24] + b"\x00\x00\x00\x02zz", audio(1)
+    receiver = MediaReceiver(TRACKS, stats, opener=opener, on_frame=lambda t, h, d, ok: seen.append(len(d)))
+    assert receiver.datagram(sealed, START) == 1
+    assert receiver.datagram(sealed_refused, START + 1) == 0
+    assert receiver.datagram(audio(2, track_id=99), START + 2) == 0  # unattributed: never opened
+    assert opened == [("alice", START), ("alice", START + 1)]
+    assert seen == [len(plain)]
+    assert stats.track("alice", "audio").received == 1
+    assert stats.track("alice", "audio").corrupt == 0
+    assert stats.unattributed == 1
