@@ -1,0 +1,217 @@
+"""Control-plane API latency and join throughput on PostgreSQL + Redis.
+
+Starts a throwaway PostgreSQL cluster and redis-server (`darktower.control.devservers`) and one control-plane
+process exactly as the supervisor does (`control_process`: hypercorn on uvloop, PostgreSQL durable store,
+Redis ephemeral store, production argon2id parameters unless `--fast-hashing`; rate limits raised out of the
+way). Then, from this process (httpx on uvloop, `--concurrency` requests in flight over keep-alive
+connections):
+
+1. **login**: `--users` accounts are registered, then `--requests` sign-ins round-robin over them;
+2. **create meeting**: `--requests` creates, each with a signed-in user's access token;
+3. **join**: `--requests` joins spread over the created meetings;
+4. **joins/s**: joins for `--seconds` at the same concurrency: joins per second of one control-plane process.
+
+Latency is client-side (request sent to response read): p50/p95/p99 and the mean. The client shares the
+machine's cores with the server, so figures are upper bounds on the server's own time.
+
+    python bench/control_bench.py [--concurrency 16] [--requests 400] [--users 32] [--seconds 10] [--fast-hashing]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import multiprocessing
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import uvloop
+
+from darktower.control.devservers import throwaway_postgres, throwaway_redis
+from darktower.control.main import control_process
+from darktower.control.passwords import PasswordHasher
+from darktower.core.config import from_mapping
+
+PASSWORD = "correct horse battery staple"
+UNLIMITED = 1_000_000
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def at(fraction: float) -> float:
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "mean": statistics.fmean(ordered) * 1000}
+
+
+async def timed(
+    concurrency: int, count: int, request: Callable[[int], Awaitable[httpx.Response]], expect: int
+) -> tuple[list[float], float]:
+    """Runs `request(i)` for i in 0..count-1 with `concurrency` in flight; latencies (s) and wall time (s)."""
+    indices = iter(range(count))
+    latencies: list[float] = []
+
+    async def lane() -> None:
+        for index in indices:
+            started = time.perf_counter()
+            response = await request(index)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != expect:
+                raise RuntimeError(f"expected {expect}, got {response.status_code}: {response.text}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started
+
+
+async def joins_per_second(
+    client: httpx.AsyncClient, meetings: list[str], concurrency: int, seconds: float
+) -> float:
+    deadline = time.perf_counter() + seconds
+    done = 0
+    cycle = itertools.cycle(meetings)
+
+    async def lane() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            response = await client.post(f"/v1/meetings/{next(cycle)}/join", json={"display_name": "Bench"})
+            if response.status_code != 200:
+                raise RuntimeError(f"join: {response.status_code} {response.text}")
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return done / (time.perf_counter() - started)
+
+
+async def run(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+        emails = [f"bench{i}@example.test" for i in range(args.users)]
+        registered, _ = await timed(
+            args.concurrency,
+            len(emails),
+            lambda i: client.post("/v1/users", json={"email": emails[i], "password": PASSWORD}),
+            201,
+        )
+        tokens: list[str] = []
+
+        async def login(i: int) -> httpx.Response:
+            response = await client.post(
+                "/v1/auth/login", json={"email": emails[i % len(emails)], "password": PASSWORD}
+            )
+            if response.status_code == 200 and len(tokens) < len(emails):
+                tokens.append(response.json()["access_token"])
+            return response
+
+        login_lat, login_wall = await timed(args.concurrency, args.requests, login, 200)
+        meetings: list[str] = []
+
+        async def create(i: int) -> httpx.Response:
+            response = await client.post(
+                "/v1/meetings",
+                json={"title": f"Bench {i}"},
+                headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"},
+            )
+            if response.status_code == 201:
+                meetings.append(response.json()["meeting_id"])
+            return response
+
+        create_lat, create_wall = await timed(args.concurrency, args.requests, create, 201)
+
+        async def join(i: int) -> httpx.Response:
+            return await client.post(
+                f"/v1/meetings/{meetings[i % len(meetings)]}/join", json={"display_name": "Bench"}
+            )
+
+        join_lat, join_wall = await timed(args.concurrency, args.requests, join, 200)
+        rate = await joins_per_second(client, meetings, args.concurrency, args.seconds)
+    return {
+        "register": (percentiles(registered), len(registered)),
+        "login": (percentiles(login_lat), args.requests / login_wall),
+        "create meeting": (percentiles(create_lat), args.requests / create_wall),
+        "join": (percentiles(join_lat), args.requests / join_wall),
+        "joins/s": rate,
+    }
+
+
+async def argon2_ms(time_cost: int, memory_kib: int, rounds: int = 5) -> float:
+    """One argon2id verification, alone on one core."""
+    hasher = PasswordHasher(time_cost=time_cost, memory_kib=memory_kib, max_concurrent=1)
+    hashed = await hasher.hash(PASSWORD)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        await hasher.verify(hashed, PASSWORD)
+    return (time.perf_counter() - started) / rounds * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--fast-hashing", action="store_true", help="argon2id t=1, 64 KiB (not production)")
+    args = parser.parse_args()
+    hashing = {"password_hash_time_cost": 1, "password_hash_memory_kib": 64} if args.fast_hashing else {}
+    with throwaway_postgres() as dsn, throwaway_redis() as redis_url, tempfile.TemporaryDirectory() as data:
+        config = from_mapping(
+            {
+                "server": {"data_dir": data, "http_port": 0, "web_root": data},
+                "auth": hashing,
+                "store": {
+                    "durable": "postgres",
+                    "postgres_dsn": dsn,
+                    "ephemeral": "redis",
+                    "redis_url": redis_url,
+                },
+                "rate_limits": {
+                    f"{name}_{kind}": UNLIMITED
+                    for name in ("login", "account_login", "join")
+                    for kind in ("burst", "per_minute")
+                },
+                "log": {"level": "warning"},
+            }
+        )
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe(duplex=False)
+        process = context.Process(
+            target=control_process, args=(config.to_dict(), 4433, [], child), daemon=True
+        )
+        process.start()
+        child.close()
+        if not parent.poll(60):
+            raise SystemExit("the control plane did not start")
+        ready = parent.recv()
+        if "http_port" not in ready:
+            raise SystemExit(f"the control plane failed: {ready}")
+        try:
+            results = uvloop.run(run(f"http://127.0.0.1:{ready['http_port']}", args))
+        finally:
+            process.terminate()
+            process.join(30)
+    auth = config.auth
+    print(f"concurrency {args.concurrency}, {args.requests} requests per operation, {args.users} users")
+    print(
+        f"argon2id t={auth.password_hash_time_cost} m={auth.password_hash_memory_kib} KiB: "
+        f"{uvloop.run(argon2_ms(auth.password_hash_time_cost, auth.password_hash_memory_kib)):.1f} ms per verify"
+    )
+    print(f"{'operation':<16}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'req/s':>9}")
+    for name in ("login", "create meeting", "join"):
+        stats, rate = results[name]
+        print(
+            f"{name:<16}{stats['p50']:>9.1f}{stats['p95']:>9.1f}{stats['p99']:>9.1f}{stats['mean']:>9.1f}{rate:>9.0f}"
+        )
+    print(f"joins/s, one control-plane process, {args.seconds:g} s closed loop: {results['joins/s']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
