@@ -8,9 +8,11 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from darktower.control.meeting_history import HistoryCollector
 from darktower.control.meeting_records import HistoryKind, InMemoryMeetingRecords
@@ -204,3 +206,29 @@ async def test_history_is_collected_once_and_follows_a_restarted_worker(
     for n in range(MAX_EVENTS_PER_READ + 5):
         opened.events.joined("big", grant(f"p{n}"))
     assert await collector.collect_once() == MAX_EVENTS_PER_READ + 5
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=15), inner, max_size=4),
+    max_leaves=10,
+)
+REQUESTS = st.fixed_dictionaries(
+    {"op": st.sampled_from(["snapshot", "host_action", "events", "other"]) | JSON_VALUES},
+    optional={
+        "meeting_id": JSON_VALUES | st.text(max_size=140),
+        "action": st.sampled_from(["mute", "remove", "lock", "unlock", "end"]) | JSON_VALUES,
+        "participant_id": JSON_VALUES | st.sampled_from(["nobody", "boom", "p"]),
+        "after": JSON_VALUES | st.integers(-5, 10**20),
+    },
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(request=REQUESTS | JSON_VALUES, raw=st.binary(max_size=64))
+def test_any_request_gets_one_answer_and_never_an_exception(request: Any, raw: bytes) -> None:
+    channel = AdminChannel(cast("asyncio.Server", None), Path("unused"), FakeServer(), 0, EventLog())
+    for line in (json.dumps(request).encode(), raw):
+        answer = channel.answer(line)
+        assert answer["ok"] is True or set(answer) == {"ok", "code", "message"}
+        json.dumps(answer)

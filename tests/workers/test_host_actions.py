@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from darktower.core.config import LimitsConfig
 from darktower.core.tokens import JoinGrant, Role
@@ -314,3 +316,46 @@ def test_a_removed_member_without_a_known_expiry_is_kept_out_the_longest() -> No
     with pytest.raises(RequestRefusedError):
         oversight.sanctions.check_join("m", "p", now_s=ENDED_REMEMBERED_S)
     oversight.sanctions.check_join("m", "p", now_s=ENDED_REMEMBERED_S + 2)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    actions=st.lists(
+        st.tuples(
+            st.booleans(),
+            st.integers(-(2**31), 2**31 - 1),
+            st.sampled_from(["bob", "hana", "", "nobody"]) | st.text(max_size=140),
+        ),
+        max_size=6,
+    )
+)
+def test_any_host_action_gets_one_reply_and_leaves_a_consistent_meeting(
+    world: World, actions: list[tuple[bool, int, str]]
+) -> None:
+    meeting = f"m{world.now_us}"  # the world lives across examples: a fresh meeting for each
+    world.advance(1)
+    sessions = {}
+    for name, role in (("hana", Role.HOST), ("bob", Role.PARTICIPANT)):
+        signed, _ = world.signer.sign(
+            meeting_id=meeting,
+            participant_id=name,
+            display_name=name,
+            can_publish=True,
+            can_subscribe=True,
+            now=world.now_us / 1_000_000,
+            role=role,
+        )
+        sessions[name] = world.open(meeting)
+        world.request(sessions[name], pb.ClientMessage(join=pb.Join(token=signed)))
+    for from_host, kind, target in actions:
+        session = sessions["hana" if from_host else "bob"]
+        if session in world.closed:
+            continue
+        reply = world.request(
+            session,
+            pb.ClientMessage(host_action=pb.HostAction(kind=kind, participant_id=target)),  # type: ignore[arg-type]
+        )
+        assert reply.WhichOneof("body") in {"ack", "error"}
+    live = {m["meeting_id"]: m for m in world.core.snapshot()}
+    members = {p["participant_id"] for p in live[meeting]["participants"]} if meeting in live else set()
+    assert members == {name for name, s in sessions.items() if s not in world.closed}
