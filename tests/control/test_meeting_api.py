@@ -3,6 +3,7 @@ actions reaching a worker core through its real admin socket, history, recording
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from darktower.control.accounts import AccountStore, AuditAction, InMemoryAccountStore
 from darktower.control.app import create_app
+from darktower.control.devservers import throwaway_postgres
 from darktower.control.postgres_store import PostgresMeetingStore
 from darktower.control.sqlite_store import SqliteMeetingStore
 from darktower.control.store import InMemoryMeetingStore, MeetingStore
@@ -555,3 +557,35 @@ async def test_any_create_or_update_body_is_taken_whole_or_refused_with_a_4xx(
     assert (await env.http.get(f"/v1/meetings/{meeting_id}")).json() == created.json()
     updated = await env.http.patch(f"/v1/meetings/{meeting_id}", json=body, headers=owner)
     assert updated.status_code in {200, 422}, updated.text
+
+
+async def test_with_postgres_down_the_meeting_routes_answer_503(
+    short_config: Config, signer: TokenSigner, verifier: TokenVerifier
+) -> None:
+    server = contextlib.ExitStack()
+    store = await PostgresMeetingStore.open(server.enter_context(throwaway_postgres()), connect_timeout_s=2)
+    try:
+        async for env in make_env(short_config, signer, verifier, store):
+            _, owner = await env.account("owner@example.test")
+            await env.create(owner, meeting_id="m", settings={"lobby": True, "recording_allowed": True})
+            ticket = (await env.join("m")).json()["ticket"]
+
+            server.close()  # stops the server and deletes its data
+
+            recording = {"started_at": "2031-01-01T10:00:00Z", "location": "s3://r"}
+            for method, path, body in [
+                ("GET", "/v1/meetings", None),
+                ("PATCH", "/v1/meetings/m", {"title": "new"}),
+                ("POST", "/v1/meetings/m/end", None),
+                ("POST", "/v1/meetings/m/lock", None),
+                ("GET", "/v1/meetings/m/lobby", None),
+                ("POST", "/v1/meetings/m/lobby/poll", {"ticket": ticket}),
+                ("GET", "/v1/meetings/m/history", None),
+                ("POST", "/v1/meetings/m/recordings", recording),
+                ("GET", "/v1/meetings/m/recordings", None),
+            ]:
+                response = await env.http.request(method, path, json=body, headers=owner)
+                assert error(response) == (503, "store_unavailable"), (method, path, response.text)
+    finally:
+        server.close()
+        await store.close()
