@@ -8,7 +8,8 @@ the configured one, or the newest self-signed one of the data directory, read at
 rotates, so a long-running control plane meant for browsers over HTTPS wants a configured certificate). It opens the configured durable store (`[store] durable`: SQLite or PostgreSQL, with
 its migrations applied; meetings and accounts) and ephemeral store (`[store] ephemeral`: rate limits, OIDC
 sign-in state) and, with `discovery.mode = "consul"`, keeps Consul's view of the media nodes fresh in the
-background (joins go to the node it picks), and only then reports `{"http_port": <bound port>}` on `ready_conn`, so a
+background (joins go to the node it picks) after laying the shared configuration in Consul KV over its own
+(`darktower.control.consul_config`), and only then reports `{"http_port": <bound port>}` on `ready_conn`, so a
 supervisor that has the message can send requests at once. SIGTERM or SIGINT stops it gracefully. Failing
 to start (port taken, unusable database) logs why, reports `{"error": why}` and exits with status 1.
 """
@@ -36,7 +37,8 @@ from hypercorn.typing import ASGIFramework
 from darktower.control.access_tokens import AccessTokens
 from darktower.control.app import create_app
 from darktower.control.backends import open_durable_store, open_ephemeral_store
-from darktower.control.consul_discovery import ConsulDiscovery, consul_client
+from darktower.control.consul_config import with_shared_config
+from darktower.control.consul_discovery import ConsulDiscovery, SharedConfig, consul_client
 from darktower.control.metrics import ControlMetrics, heartbeat_reader
 from darktower.core import logging as dt_logging
 from darktower.core.certs import load_certificate, store_for, utcnow
@@ -166,13 +168,13 @@ async def run_control(
     signer = TokenSigner(key, config.auth.issuer, config.auth.join_token_ttl_s)
     access_tokens = AccessTokens(key, config.auth.issuer, config.auth.access_token_ttl_s)
     hashes = certificate_hashes_for(config)
+    discovery = None
+    if config.discovery.mode == "consul":
+        client = consul_client(config.discovery)
+        config = await with_shared_config(config, SharedConfig(client, config.discovery.kv_prefix))
+        discovery = ConsulDiscovery(client, config.discovery)
     store = await open_durable_store(config)
     ephemeral = open_ephemeral_store(config)
-    discovery = (
-        ConsulDiscovery(consul_client(config.discovery), config.discovery)
-        if config.discovery.mode == "consul"
-        else None
-    )
     refreshing = asyncio.create_task(discovery.run(stop)) if discovery is not None else None
     try:
         app = create_app(

@@ -6,7 +6,9 @@ run with a real agent shows that the stand-in and Consul agree."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import consul
 import httpx
 import pytest
 
+from darktower.control.consul_config import overlay, with_shared_config
 from darktower.control.consul_discovery import (
     REFRESH_S,
     ConsulDiscovery,
@@ -35,7 +38,7 @@ from darktower.control.discovery import (
     choose_node,
 )
 from darktower.control.main import certificate_hashes_for, run_control
-from darktower.core.config import DiscoveryConfig, from_mapping
+from darktower.core.config import ConfigError, DiscoveryConfig, from_mapping
 from darktower.workers.heartbeat import HeartbeatTable, WorkerState
 
 H1, H2 = bytes(range(32)), bytes(32)
@@ -447,3 +450,38 @@ async def _refreshed(standin: ConsulStandIn) -> None:
     so when a second read arrives, the answer to the first (sent after the change) has been applied."""
     path = "/v1/health/service/darktower-media"
     assert await asyncio.to_thread(standin.wait_for_requests, path, 2, DEADLINE_S)
+
+
+async def test_shared_configuration_in_kv_is_laid_over_the_local_one(standin: ConsulStandIn) -> None:
+    local = from_mapping({"discovery": {"mode": "consul", "consul_url": standin.url}})
+    shared = SharedConfig(consul_client(local.discovery), local.discovery.kv_prefix)
+    assert await with_shared_config(local, shared) == local, "nothing shared: the local configuration"
+    document = {
+        "rate_limits": {"join_burst": 3, "when_unavailable": "refuse"},
+        "auth": {"admins": ["root@x"]},
+    }
+    await shared.put("config", json.dumps(document).encode())
+    merged = await with_shared_config(local, shared)
+    assert (merged.rate_limits.join_burst, merged.rate_limits.when_unavailable) == (3, "refuse")
+    assert merged.rate_limits.login_burst == local.rate_limits.login_burst
+    assert merged.auth.admins == ("root@x",)
+    standin.fail()
+    assert await with_shared_config(local, shared) == local, (
+        "Consul down at start-up: the local configuration"
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "error"),
+    [
+        (b"{not json", "darktower/config: not JSON"),
+        (b"[1]", "darktower/config: must be a JSON object"),
+        (b'{"store": {"durable": "postgres"}}', "darktower/config: store: not shareable"),
+        (b'{"auth": {"issuer": "x"}}', "darktower/config: auth.issuer: not shareable"),
+        (b'{"rate_limits": {"join_burst": 0}}', "darktower/config: rate_limits.join_burst: 0 is outside"),
+        (b'{"rate_limits": 5}', "darktower/config: rate_limits: must be an object"),
+    ],
+)
+def test_a_bad_shared_configuration_is_refused_naming_the_entry_and_key(document: bytes, error: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        overlay(from_mapping({}), document, "Consul KV darktower/config")
