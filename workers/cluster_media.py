@@ -146,6 +146,7 @@ class _Local:
         "meeting_id",
         "member",
         "published",
+        "retired",
         "subscribed",
     )
 
@@ -155,6 +156,9 @@ class _Local:
         self.member = False
         """The owner's catalog lists it: it joined, and its media counts."""
         self.published: dict[int, Route] = {}
+        self.retired: set[int] = set()
+        """Audio tracks it published that the owner's catalog dropped (unpublished, or a host's mute):
+        datagrams it sent before it heard are dropped quietly, not counted as malformed."""
         self.subscribed: dict[int, Route] = {}
         self.inbound: dict[int, _Inbound] = {}
         self.malformed = 0
@@ -224,6 +228,9 @@ class MediaRouter:
         for state in self._sessions.values():
             if state.meeting_id == catalog.meeting_id:
                 state.member = False
+                state.retired.update(
+                    t for t, route in state.published.items() if route.kind == pb.TRACK_KIND_AUDIO
+                )
                 state.published.clear()
                 state.subscribed.clear()
         for entry in catalog.members:
@@ -256,6 +263,8 @@ class MediaRouter:
                 local, state, f"datagram of {len(data)} bytes does not hold exactly one frame"
             )
         route = state.published.get(header.track_id)
+        if route is None and header.track_id in state.retired:
+            return []
         if route is None or route.kind != pb.TRACK_KIND_AUDIO:
             return self._bad_frame(
                 local, state, f"datagram for track {header.track_id}, not an audio track of this session"
