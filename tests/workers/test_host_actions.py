@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 from darktower.core.config import LimitsConfig
 from darktower.core.tokens import JoinGrant, Role
 from darktower.proto import signaling_pb2 as pb
+from darktower.proto.frame import encode_frame
+from darktower.workers.actions import SendSignaling
 from darktower.workers.admin_state import ENDED_REMEMBERED_S, Oversight, Sanctions
+from darktower.workers.cluster_media import MediaRouter
+from darktower.workers.cluster_records import Catalog, MemberEntry, TrackEntry, cluster_session
 from darktower.workers.errors import RequestRefusedError
 from darktower.workers.meeting import ROLE_OF, Meeting
 
@@ -359,3 +363,28 @@ def test_any_host_action_gets_one_reply_and_leaves_a_consistent_meeting(
     live = {m["meeting_id"]: m for m in world.core.snapshot()}
     members = {p["participant_id"] for p in live[meeting]["participants"]} if meeting in live else set()
     assert members == {name for name, s in sessions.items() if s not in world.closed}
+
+
+def test_a_cluster_edge_drops_audio_of_an_unpublished_track_quietly() -> None:
+    """The edge's media router applies the same rule as `Session` once the owner's catalog drops the
+    track (a host's mute): what the client sent before it heard is not malformed input."""
+    limits = LimitsConfig()
+    router = MediaRouter(0, 1, limits)
+    publisher, listener = cluster_session(0, 1, 1), cluster_session(0, 1, 2)
+    router.session_opened(1, publisher, "m")
+    router.session_opened(2, listener, "m")
+    members = tuple(
+        MemberEntry(s, pb.Participant(participant_id=str(s)).SerializeToString())
+        for s in (publisher, listener)
+    )
+    audio = TrackEntry(7, publisher, pb.TRACK_KIND_AUDIO, "opus", "", (listener,))
+    router.apply_catalog(Catalog(0, "m", 8, members, (audio,)))
+    frame = encode_frame(track_id=7, group=0, object_seq=1, capture_us=0, payload=b"a")
+    assert [type(a).__name__ for a in router.datagram_received(1, frame)] == ["SendDatagram"]
+
+    router.apply_catalog(Catalog(0, "m", 8, members, ()))
+    for _ in range(limits.malformed_input_tolerance + 2):
+        assert router.datagram_received(1, frame) == []
+    unknown = encode_frame(track_id=9, group=0, object_seq=1, capture_us=0, payload=b"a")
+    [refusal] = router.datagram_received(1, unknown)
+    assert isinstance(refusal, SendSignaling)
