@@ -11,6 +11,14 @@ export interface BotReport {
   /** Frames received, by publishing participant id. */
   received: Record<string, { audio: number; video: number } | undefined>;
   latency_ms: { p50: number | null; p99: number | null };
+  /** With `--e2ee`: the key manager's counts (frames decrypted, taken as plaintext, refused by kind). */
+  e2ee: {
+    decrypted: number;
+    plaintext: number;
+    refused_frames: Record<string, number>;
+    refused_key_messages: Record<string, number>;
+    rotations: number;
+  } | null;
 }
 
 export interface RunningBot {
@@ -19,9 +27,17 @@ export interface RunningBot {
   output: string[];
 }
 
-export function startBot(serverUrl: string, meetingId: string, name: string, durationS: number): RunningBot {
+/** Starts the bot; `e2ee`: it encrypts its media end to end and decrypts everyone's (`--e2ee`). */
+export function startBot(
+  serverUrl: string,
+  meetingId: string,
+  name: string,
+  durationS: number,
+  e2ee = false,
+): RunningBot {
   const executable = process.env.DARKTOWER ?? "../../.venv/bin/darktower";
   const args = ["bot", "--server", serverUrl, "--meeting", meetingId, "--name", name];
+  if (e2ee) args.push("--e2ee");
   const child = spawn(executable, [...args, "--duration", String(durationS), "--json"], {
     stdio: ["ignore", "pipe", "pipe"],
   });

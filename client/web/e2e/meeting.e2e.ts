@@ -1,6 +1,7 @@
 /**
  * A real meeting, end to end: `darktower serve` started fresh, two headless Chromium contexts (fake camera
- * and microphone) joining through the app it serves, and one Python `darktower bot` in the same meeting.
+ * and microphone) joining through the app it serves, and one Python `darktower bot --e2ee` in the same
+ * meeting; all three encrypt their media end to end and decrypt each other's.
  *
  * The steps share one meeting and run in order: everyone receives everyone (decoded-frame counters on
  * `window.__darktower`), the bot receives both browsers, the browsers' media is end-to-end encrypted and
@@ -83,7 +84,7 @@ describe("the browser app in real Chromium", () => {
     await expect(alice.getByTestId("mic-meter").isVisible()).resolves.toBe(true);
     aliceId = await joinAs(alice, meetingUrl, "Alice");
     bobId = await joinAs(bob, meetingUrl, "Bob");
-    bot = startBot(httpUrl(), meetingId, BOT_NAME, BOT_DURATION_S);
+    bot = startBot(httpUrl(), meetingId, BOT_NAME, BOT_DURATION_S, true);
 
     const everyone = (others: string[]) => others.map((from) => ({ from, video: 30, audio: 25 }));
     const [aliceSees, bobSees] = await Promise.all([
@@ -100,6 +101,7 @@ describe("the browser app in real Chromium", () => {
     for (const name of ["Bob", BOT_NAME]) {
       await expect(tile(alice, name).count()).resolves.toBe(1);
       await expect(tile(alice, name).getAttribute("data-camera-off")).resolves.toBe("false");
+      await expect(tile(alice, name).getAttribute("data-secured")).resolves.toBe("true");
     }
     await alice.getByTestId("toggle-stats").click();
     await alice.waitForFunction(() => document.querySelectorAll('[data-testid="tile-stats"]').length >= 2);
@@ -258,9 +260,15 @@ describe("the browser app in real Chromium", () => {
     await bob.getByTestId("toggle-settings").click();
   });
 
-  it("delivered both browsers' media to the bot", async () => {
+  it("delivered both browsers' media to the bot, which decrypted it", async () => {
     if (bot === null) throw new Error("the bot never started");
     const report = await bot.report;
+    // The bot counts a frame as received only once it decrypted it; none came as plaintext.
+    expect(report.e2ee?.decrypted ?? 0).toBeGreaterThan(0);
+    expect(report.e2ee?.plaintext).toBe(0);
+    expect(report.e2ee?.refused_key_messages).toEqual(
+      Object.fromEntries(Object.keys(report.e2ee?.refused_key_messages ?? {}).map((kind) => [kind, 0])),
+    );
     for (const id of [aliceId, bobId]) {
       const received = report.received[id];
       expect(received?.audio ?? 0, `audio from ${id}`).toBeGreaterThan(0);
