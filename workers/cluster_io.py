@@ -70,7 +70,8 @@ def _open_own(name: str, capacity: int, readers: int) -> Ring:
     return Ring.create(name, capacity, max_readers=readers)
 
 
-def _open_fifo(path: Path) -> int:
+def open_fifo(path: Path) -> int:
+    """The FIFO at `path` (made if missing), open read-write and non-blocking."""
     with contextlib.suppress(FileExistsError):
         os.mkfifo(path, 0o600)
     fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -90,7 +91,7 @@ class ClusterLink:
         self._on_record = on_record
         wake_dir = Path(data_dir) / "cluster"
         wake_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._wake_fds = {k: _open_fifo(wake_dir / f"wake-{k}") for k in range(workers)}
+        self._wake_fds = {k: open_fifo(wake_dir / f"wake-{k}") for k in range(workers)}
         self._wakeup = Wakeup(self._wake_fds[index])
         peers = {k: fd for k, fd in self._wake_fds.items() if k != index}
         self._own = [

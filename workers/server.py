@@ -49,6 +49,7 @@ from darktower.workers.cluster_core import ClusterCore
 from darktower.workers.cluster_io import ClusterLink
 from darktower.workers.cluster_records import (
     INCARNATION_LIMIT,
+    MAX_WORKERS,
     ClusterAction,
     RecordError,
     WriteControl,
@@ -56,6 +57,7 @@ from darktower.workers.cluster_records import (
     decode_control,
 )
 from darktower.workers.core import WorkerCore
+from darktower.workers.errors import WorkerError
 from darktower.workers.ring import Gap, RecordKind, RingCursor
 from darktower.workers.webtransport import (
     MIN_SEND_BUDGET,
@@ -191,6 +193,11 @@ class WorkerServer:
         workers = config.server.workers
         cluster: ClusterCore | None = None
         core: Core
+        if workers > MAX_WORKERS:
+            raise WorkerError(
+                f"server.workers: {workers} workers, but a meeting can span at most {MAX_WORKERS} (one ring "
+                "reader slot per worker)"
+            )
         if workers > 1 and worker_index is not None:
             core = cluster = ClusterCore(
                 index=worker_index,
