@@ -157,7 +157,7 @@ def encode_control(record: ControlRecord) -> bytes:
 def decode_control(data: bytes | memoryview) -> ControlRecord:
     try:
         record: ControlRecord = _decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec lets bad UTF-8 in a str through
         raise RecordError(f"undecodable control record: {exc}") from None
     return record
 

@@ -7,11 +7,14 @@ delivers those records to every other core in ring order, the way the readers in
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import defaultdict
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from darktower.core.config import LimitsConfig
 from darktower.core.tokens import TokenSigner, TokenVerifier
@@ -21,6 +24,7 @@ from darktower.proto.signaling import DelimitedReader, encode_delimited, parse_s
 from darktower.workers.actions import CloseSession, EndVideoGroup, SendDatagram, SendSignaling, SendVideo
 from darktower.workers.cluster_core import ClusterCore
 from darktower.workers.cluster_records import (
+    MEDIA_HEADER,
     ClusterAction,
     Deliver,
     RecordError,
@@ -367,3 +371,45 @@ def test_records_for_another_worker_are_ignored(cluster: Cluster) -> None:
 
 def _deliver_to(worker: int) -> bytes:
     return encode_control(Deliver(worker, cluster_session(worker, 1, 1), b"x"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300))
+def test_any_bytes_in_a_control_ring_decode_to_a_record_or_are_refused(data: bytes) -> None:
+    with contextlib.suppress(RecordError):
+        decode_control(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    header=st.tuples(
+        st.sampled_from([0, 1 << 63]),
+        st.integers(0, 2**64 - 1),
+        st.integers(0, 5),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 255),
+    ),
+    frame=st.binary(max_size=64),
+)
+def test_any_media_record_is_forwarded_or_ignored_never_raised(
+    cluster: Cluster, header: tuple[int, int, int, int, int], frame: bytes
+) -> None:
+    publisher, stream, track_id, group, flags = header
+    core = cluster.cores[2]
+    record = MEDIA_HEADER.pack(publisher or cluster.cores[1].cluster_id(1), stream, track_id, group, flags)
+    for action in core.media_record(memoryview(record + frame)):
+        assert isinstance(action, SendDatagram | SendVideo | EndVideoGroup)
+
+
+def test_a_member_whose_session_closed_while_its_owner_was_down_leaves_on_rebuild(cluster: Cluster) -> None:
+    meeting = meeting_owned_by(0)
+    alice, _ = cluster.join(1, meeting, "alice")
+    bob, _ = cluster.join(2, meeting, "bob")
+    cluster.join(2, meeting, "carol")
+    cluster.events(alice)
+    # Worker 0 dies; bob's transport closes meanwhile, and the record telling worker 0 is lost with it.
+    carols_worker = cluster.cores[2]
+    carols_worker.session_closed(bob[1], cluster.now_us)
+    cluster.restart(0, incarnation=300)
+    assert cluster.events(alice) == ["participant_left"]
+    assert cluster.cores[0].dump()["meetings"] == {meeting: {"participants": ["alice", "carol"], "tracks": 0}}
