@@ -182,6 +182,22 @@ class ClusterCore:
             )
         return actions
 
+    def control_gap(self, sender: int) -> list[ClusterAction]:
+        """Records of `sender`'s control ring were lost (this worker stalled for a long time): whatever they
+        said between `sender` and the sessions of meetings either of them owns cannot be replayed, so those
+        sessions are closed and their clients join again, from a state both sides agree on."""
+        reason = "lost signaling between workers; join again"
+        actions: list[ClusterAction] = []
+        for session, meeting_id in list(self._local.items()):
+            if owner_index(meeting_id, self.workers) == sender:
+                actions.append(CloseSession(session, pb.ERROR_CODE_INTERNAL, reason))
+        for session_id in self._sessions:
+            if worker_of(session_id) == sender:
+                record = Close(sender, session_id, pb.ERROR_CODE_INTERNAL, reason)
+                actions.append(WriteControl(encode_control(record)))
+        log.warning("control records of worker %d lost: %d sessions closed", sender, len(actions))
+        return actions
+
     def _mine(self, session: int) -> bool:
         return worker_of(session) == self.index and incarnation_of(session) == self.incarnation
 

@@ -264,6 +264,8 @@ class WorkerServer:
                 )
                 if kind is RecordKind.MEDIA:
                     self._run(cluster.media_gap(peer, now_us()))
+                else:
+                    self._run(cluster.control_gap(peer))
             elif kind is RecordKind.MEDIA:
                 self._run(cluster.media_record(item.payload))
                 if not cursor.intact(item):

@@ -413,3 +413,18 @@ def test_a_member_whose_session_closed_while_its_owner_was_down_leaves_on_rebuil
     cluster.restart(0, incarnation=300)
     assert cluster.events(alice) == ["participant_left"]
     assert cluster.cores[0].dump()["meetings"] == {meeting: {"participants": ["alice", "carol"], "tracks": 0}}
+
+
+def test_lost_control_records_close_the_sessions_they_concerned(cluster: Cluster) -> None:
+    meeting, other = meeting_owned_by(0), meeting_owned_by(1)
+    alice, _ = cluster.join(1, meeting, "alice")
+    bob, _ = cluster.join(2, meeting, "bob")
+    carol, _ = cluster.join(2, other, "carol")
+    # Worker 1 missed records of worker 0: its sessions in worker 0's meetings are closed...
+    cluster.act(1, cluster.cores[1].control_gap(0))
+    assert set(cluster.closed) == {alice}
+    # ...and worker 0 (the owner) closes, through worker 2, the sessions of worker 2 it may have missed.
+    cluster.act(0, cluster.cores[0].control_gap(2))
+    assert set(cluster.closed) == {alice, bob}
+    assert cluster.closed[bob].code == pb.ERROR_CODE_INTERNAL
+    assert carol not in cluster.closed
