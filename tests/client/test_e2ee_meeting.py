@@ -29,7 +29,7 @@ from darktower.client.keymessages import (
     wrap_key,
 )
 from darktower.client.media import MediaKind, synthetic_frame
-from darktower.client.meeting import MeetingClient
+from darktower.client.meeting import MeetingClient, wall_clock_us
 from darktower.client.sframe import SFrameError, SFrameKey, decode_header
 from darktower.core.tokens import TokenSigner, load_or_create_signing_key, signing_key_path
 from darktower.proto.frame import HEADER_SIZE, FrameHeader, FrameReader, decode_frame
@@ -164,10 +164,17 @@ async def test_after_a_leave_nothing_sent_later_opens_with_any_key_the_leaver_he
     async with asyncio.timeout(TIMEOUT):
         for client in (alice, bob):
             await client.wait_until(lambda c=client: sending_kid(c) > before[c.participant_id])  # type: ignore[misc]
-        mark = len(tap.frames)
-        await bob.wait_until(lambda: len(tap.frames) > mark + 60)
-    senders = {track: client.participant_id for client in (alice, bob) for track in own_tracks(client)}
-    later = [(h, f) for h, f in tap.frames[mark:] if h.track_id in senders]
+        # Captured after both switched, so sealed after it (a frame is sealed after its capture time).
+        switched_us, mark = wall_clock_us(), len(tap.frames)
+        senders = {track: client.participant_id for client in (alice, bob) for track in own_tracks(client)}
+
+        def sent_later() -> list[tuple[FrameHeader, bytes]]:
+            return [
+                (h, f) for h, f in tap.frames[mark:] if h.track_id in senders and h.capture_us >= switched_us
+            ]
+
+        await bob.wait_until(lambda: len(sent_later()) > 60)
+    later = sent_later()
     assert len(later) > 30
     opened = 0
     for header, frame in later:
