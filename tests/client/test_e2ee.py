@@ -378,3 +378,16 @@ def test_arbitrary_key_messages_never_raise_or_change_what_a_manager_holds(
     assert (bob.safety_numbers(), bob.has_key_from("alice"), bob.sending_kid, bob.rotations) == before
     assert sum(bob.refused_key_messages.values()) == refused + 1
     assert alice.sending_kid is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(payload=st.binary(max_size=64), video=st.booleans(), sender=st.sampled_from(["alice", "carol"]))
+def test_arbitrary_frames_are_refused_and_counted_never_raised(
+    payload: bytes, video: bool, sender: str
+) -> None:
+    _, bob = _pair()
+    before = sum(bob.refused_frames.values())
+    result = bob.open(sender, payload, header(), 0, video=video)
+    assert isinstance(result, Refused)
+    assert sum(bob.refused_frames.values()) == before + 1
+    assert bob.has_key_from("alice")
