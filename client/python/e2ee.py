@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from darktower.client.errors import ClientError
 from darktower.client.keymessages import (
@@ -108,16 +108,15 @@ class RequestKeyframe:
 KeyAction = SendKeyMessage | RequestKeyframe
 
 
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """A frame opened: its plaintext and the KID it was sealed under (None: a non-encrypting sender's)."""
+class Opened(NamedTuple):
+    """A frame opened: its plaintext and the KID it was sealed under (None: a non-encrypting sender's).
+    Tuples, as one is made per frame."""
 
     plaintext: bytes
     kid: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Refused:
+class Refused(NamedTuple):
     refusal: FrameRefusal
     reason: str
 
@@ -198,6 +197,8 @@ class KeyManager:
         self._next_kid = 0
         self._current: _OwnKey | None = None
         self._pending: _OwnKey | None = None
+        self._due_us: int | None = None
+        """No earlier than this, `advance` has something to do (a switch, a retirement); None: nothing."""
 
     # --- what the session tells it ----------------------------------------------------------------------
 
@@ -251,12 +252,18 @@ class KeyManager:
             return []
 
     def advance(self, now_us: int) -> None:
-        """Applies what time has made due: the pending switch, retirements."""
+        """Applies what time has made due: the pending switch, retirements (cheap when nothing is due: it
+        runs for every frame)."""
+        if self._due_us is None or now_us < self._due_us:
+            return
         if self._pending is not None and now_us >= self._pending.switch_at_us:
             self._switch_to(self._pending)
+        self._due_us = None if self._pending is None else self._pending.switch_at_us
         for peer in self._peers.values():
             for kid in [kid for kid, at in peer.retire_at.items() if now_us >= at]:
                 peer.retire(kid)
+            for at in peer.retire_at.values():
+                self._wake_at(at)
 
     # --- media ------------------------------------------------------------------------------------------
 
@@ -420,6 +427,7 @@ class KeyManager:
         if self._pending is not None:
             self._sending.retire_key(self._pending.key.kid)
         self._pending = key
+        self._wake_at(key.switch_at_us)
         self.rotations += 1
         return [self._media_key_for(peer, key) for peer in self._peers.values() if peer.identity is not None]
 
@@ -431,6 +439,10 @@ class KeyManager:
             peer.identity.wrap_out, self._self_id, peer.participant_id, own.key, self._random(WRAP_NONCE_SIZE)
         )
         return SendKeyMessage((peer.participant_id,), payload)
+
+    def _wake_at(self, at_us: int) -> None:
+        if self._due_us is None or at_us < self._due_us:
+            self._due_us = at_us
 
     def _switch_to(self, key: _OwnKey) -> None:
         previous = self._current
@@ -460,6 +472,7 @@ class KeyManager:
             for older in peer.held:
                 if older < kid and older not in peer.retire_at:
                     peer.retire_at[older] = now_us + RETIRE_AFTER_US
+                    self._wake_at(now_us + RETIRE_AFTER_US)
         return Opened(decrypted.plaintext, kid)
 
 
