@@ -12,7 +12,9 @@ connections):
 4. **joins/s**: joins for `--seconds` at the same concurrency: joins per second of one control-plane process.
 
 Latency is client-side (request sent to response read): p50/p95/p99 and the mean. The client shares the
-machine's cores with the server, so figures are upper bounds on the server's own time.
+machine's cores with the server, so figures are upper bounds on the server's own time; the control plane's
+own CPU per request (/proc/<pid>/stat; the argon2 hashing threads included) is printed beside them, the
+figure that holds on a busy machine.
 
     python bench/control_bench.py [--concurrency 16] [--requests 400] [--users 32] [--seconds 10] [--fast-hashing]
 """
@@ -23,10 +25,12 @@ import argparse
 import asyncio
 import itertools
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -90,7 +94,13 @@ async def joins_per_second(
     return done / (time.perf_counter() - started)
 
 
-async def run(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(base_url: str, server_pid: int, args: argparse.Namespace) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
         emails = [f"bench{i}@example.test" for i in range(args.users)]
@@ -110,7 +120,9 @@ async def run(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
                 tokens.append(response.json()["access_token"])
             return response
 
+        cpu = cpu_s(server_pid)
         login_lat, login_wall = await timed(args.concurrency, args.requests, login, 200)
+        login_cpu, cpu = cpu_s(server_pid) - cpu, cpu_s(server_pid)
         meetings: list[str] = []
 
         async def create(i: int) -> httpx.Response:
@@ -124,6 +136,7 @@ async def run(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
             return response
 
         create_lat, create_wall = await timed(args.concurrency, args.requests, create, 201)
+        create_cpu, cpu = cpu_s(server_pid) - cpu, cpu_s(server_pid)
 
         async def join(i: int) -> httpx.Response:
             return await client.post(
@@ -131,12 +144,13 @@ async def run(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
             )
 
         join_lat, join_wall = await timed(args.concurrency, args.requests, join, 200)
+        join_cpu = cpu_s(server_pid) - cpu
         rate = await joins_per_second(client, meetings, args.concurrency, args.seconds)
     return {
         "register": (percentiles(registered), len(registered)),
-        "login": (percentiles(login_lat), args.requests / login_wall),
-        "create meeting": (percentiles(create_lat), args.requests / create_wall),
-        "join": (percentiles(join_lat), args.requests / join_wall),
+        "login": (percentiles(login_lat), args.requests / login_wall, login_cpu / args.requests),
+        "create meeting": (percentiles(create_lat), args.requests / create_wall, create_cpu / args.requests),
+        "join": (percentiles(join_lat), args.requests / join_wall, join_cpu / args.requests),
         "joins/s": rate,
     }
 
@@ -194,7 +208,8 @@ def main() -> None:
         if "http_port" not in ready:
             raise SystemExit(f"the control plane failed: {ready}")
         try:
-            results = uvloop.run(run(f"http://127.0.0.1:{ready['http_port']}", args))
+            assert process.pid is not None
+            results = uvloop.run(run(f"http://127.0.0.1:{ready['http_port']}", process.pid, args))
         finally:
             process.terminate()
             process.join(30)
@@ -204,12 +219,12 @@ def main() -> None:
         f"argon2id t={auth.password_hash_time_cost} m={auth.password_hash_memory_kib} KiB: "
         f"{uvloop.run(argon2_ms(auth.password_hash_time_cost, auth.password_hash_memory_kib)):.1f} ms per verify"
     )
-    print(f"{'operation':<16}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'req/s':>9}")
+    header = f"{'operation':<16}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'req/s':>9}"
+    print(f"{header}{'server CPU ms/req':>19}")
     for name in ("login", "create meeting", "join"):
-        stats, rate = results[name]
-        print(
-            f"{name:<16}{stats['p50']:>9.1f}{stats['p95']:>9.1f}{stats['p99']:>9.1f}{stats['mean']:>9.1f}{rate:>9.0f}"
-        )
+        stats, rate, cpu = results[name]
+        figures = "".join(f"{stats[key]:>9.1f}" for key in ("p50", "p95", "p99", "mean"))
+        print(f"{name:<16}{figures}{rate:>9.0f}{cpu * 1000:>19.2f}")
     print(f"joins/s, one control-plane process, {args.seconds:g} s closed loop: {results['joins/s']:.0f}")
 
 
