@@ -120,10 +120,16 @@ def add_meeting_routes(app: FastAPI, deps: MeetingDeps) -> None:  # noqa: C901, 
             )
         return user_id
 
-    async def hosted(request: Request, meeting_id: str) -> tuple[Meeting, str]:
+    async def hosted(
+        request: Request, meeting_id: str, attempt: AuditAction | None = None
+    ) -> tuple[Meeting, str]:
+        """The meeting and the signed-in host; a refused `attempt` at a change is audited as a failure."""
         user_id = signed_in(request)
         meeting = await existing(store, meeting_id)
         if not meeting.is_host(user_id):
+            if attempt is not None:
+                detail = f"{meeting_id}: not a host"
+                await auth.record(attempt, AuditOutcome.FAILURE, user_id, client_ip(request), detail)
             raise ApiError(403, "not_host", f"only a host of meeting {meeting_id!r} may do that")
         return meeting, user_id
 
@@ -188,7 +194,7 @@ def add_meeting_routes(app: FastAPI, deps: MeetingDeps) -> None:  # noqa: C901, 
 
     @app.patch("/v1/meetings/{meeting_id}")
     async def update_meeting(meeting_id: str, request: Request) -> MeetingResponse:
-        meeting, user_id = await hosted(request, meeting_id)
+        meeting, user_id = await hosted(request, meeting_id, AuditAction.MEETING_UPDATE)
         body = await parse_body(request, UpdateMeetingRequest, empty_means_object=False)
         if meeting.ended_at is not None:
             raise ApiError(409, "meeting_ended", f"meeting {meeting_id!r} has ended; it cannot change")
@@ -209,7 +215,7 @@ def add_meeting_routes(app: FastAPI, deps: MeetingDeps) -> None:  # noqa: C901, 
 
     @app.post("/v1/meetings/{meeting_id}/end")
     async def end_meeting(meeting_id: str, request: Request) -> MeetingResponse:
-        _, user_id = await hosted(request, meeting_id)
+        _, user_id = await hosted(request, meeting_id, AuditAction.MEETING_END)
         ended = await store.end(meeting_id, now())
         if ended is None:
             raise ApiError(404, "meeting_not_found", f"no meeting {meeting_id!r}")
@@ -228,7 +234,7 @@ def add_meeting_routes(app: FastAPI, deps: MeetingDeps) -> None:  # noqa: C901, 
         return await meeting_action(meeting_id, "unlock", request)
 
     async def meeting_action(meeting_id: str, action: str, request: Request) -> ActionResponse:
-        meeting, user_id = await hosted(request, meeting_id)
+        meeting, user_id = await hosted(request, meeting_id, _MEETING_ACTIONS[action])
         if meeting.ended_at is not None:
             raise ApiError(409, "meeting_ended", f"meeting {meeting_id!r} has ended")
         await on_worker(meeting_id, action)
@@ -243,7 +249,7 @@ def add_meeting_routes(app: FastAPI, deps: MeetingDeps) -> None:  # noqa: C901, 
             raise ApiError(
                 404, "not_found", f"nothing at {request.url.path}: the actions are mute and remove"
             )
-        _, user_id = await hosted(request, meeting_id)
+        _, user_id = await hosted(request, meeting_id, _PARTICIPANT_ACTIONS[action])
         if not 1 <= len(participant_id) <= 128:
             raise ApiError(404, "participant_not_found", "participant ids are 1 to 128 characters")
         await on_worker(meeting_id, action, participant_id)
@@ -361,7 +367,8 @@ def add_meeting_routes(app: FastAPI, deps: MeetingDeps) -> None:  # noqa: C901, 
             raise ApiError(
                 404, "not_found", f"nothing at {request.url.path}: the decisions are admit and deny"
             )
-        _, user_id = await hosted(request, meeting_id)
+        attempt = AuditAction.LOBBY_ADMIT if decision == "admit" else AuditAction.LOBBY_DENY
+        _, user_id = await hosted(request, meeting_id, attempt)
         status = LobbyStatus.ADMITTED if decision == "admit" else LobbyStatus.DENIED
         decided, changed = await store.records.decide_lobby_request(
             meeting_id, request_id, status=status, by=user_id, at=now()
@@ -370,8 +377,7 @@ def add_meeting_routes(app: FastAPI, deps: MeetingDeps) -> None:  # noqa: C901, 
             raise ApiError(404, "lobby_request_not_found", f"no lobby request {request_id!r} in this meeting")
         if not changed:
             raise ApiError(409, "lobby_request_decided", f"this request was already {decided.status.value}")
-        action = AuditAction.LOBBY_ADMIT if status is LobbyStatus.ADMITTED else AuditAction.LOBBY_DENY
-        await audit(action, user_id, request, f"{meeting_id} {request_id} ({decided.display_name})")
+        await audit(attempt, user_id, request, f"{meeting_id} {request_id} ({decided.display_name})")
         return LobbyEntry(
             request_id=decided.request_id,
             display_name=decided.display_name,
@@ -407,7 +413,7 @@ def add_meeting_routes(app: FastAPI, deps: MeetingDeps) -> None:  # noqa: C901, 
 
     @app.post("/v1/meetings/{meeting_id}/recordings", status_code=201)
     async def add_recording(meeting_id: str, request: Request) -> RecordingResponse:
-        meeting, user_id = await hosted(request, meeting_id)
+        meeting, user_id = await hosted(request, meeting_id, AuditAction.RECORDING_CREATE)
         body = await parse_body(request, RecordingRequest, empty_means_object=False)
         if not meeting.settings.recording_allowed:
             raise ApiError(409, "recording_not_allowed", f"meeting {meeting_id!r} does not allow recording")

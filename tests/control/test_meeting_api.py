@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from darktower.control.accounts import AccountStore, AuditAction, InMemoryAccountStore
+from darktower.control.accounts import AccountStore, AuditAction, AuditOutcome, InMemoryAccountStore
 from darktower.control.app import create_app
 from darktower.control.devservers import throwaway_postgres
 from darktower.control.postgres_store import PostgresMeetingStore
@@ -216,12 +216,17 @@ async def test_bad_bodies_name_the_field(env: Env) -> None:
 async def test_only_hosts_update_and_fields_left_out_keep_their_value(env: Env) -> None:
     _, owner = await env.account("owner@example.test")
     cohost_id, cohost = await env.account("cohost@example.test")
-    _, stranger = await env.account("stranger@example.test")
+    stranger_id, stranger = await env.account("stranger@example.test")
     await env.create(owner, meeting_id="m", title="Old", scheduled_start="2031-01-01T00:00:00Z")
     url = "/v1/meetings/m"
     assert error(await env.http.patch(url, json={"title": "x"})) == (401, "unauthenticated")
     assert error(await env.http.patch(url, json={"title": "x"}, headers=stranger)) == (403, "not_host")
     assert error(await env.http.patch(url, json={"title": "x"}, headers=cohost)) == (403, "not_host")
+    refused = [e for e in await env.accounts.audit_log() if e.action is AuditAction.MEETING_UPDATE]
+    assert [(e.outcome, e.user_id, e.detail) for e in refused] == [
+        (AuditOutcome.FAILURE, stranger_id, "m: not a host"),
+        (AuditOutcome.FAILURE, cohost_id, "m: not a host"),
+    ]
 
     changed = await env.http.patch(url, json={"host_user_ids": [cohost_id]}, headers=owner)
     assert changed.status_code == 200
