@@ -142,13 +142,23 @@ def _message_matches(line: str, pattern: str) -> bool:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
-    """Starts `darktower serve --data-dir <tmp>/data --http-port 0 --quic-port 0 [args]` with the keyword
-    arguments added to its environment; stopped at teardown, and the heartbeat table a killed server left
-    behind is removed."""
+    """Starts `darktower serve --data-dir <tmp>/data --http-port 0 --quic-port 0 --workers 1 [args]` (a
+    `--workers` in `args` wins) with the keyword arguments added to its environment; stopped at teardown, and
+    the heartbeat table a killed server left behind is removed. One worker unless a test asks for more, so
+    tests do not depend on the default or on the machine's cores."""
     started: list[ServeProcess] = []
 
     def start(*args: str, **env: str) -> ServeProcess:
-        base = ["--data-dir", str(tmp_path / "data"), "--http-port", "0", "--quic-port", "0"]
+        base = [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--http-port",
+            "0",
+            "--quic-port",
+            "0",
+            "--workers",
+            "1",
+        ]
         server = ServeProcess([*base, *args], clean_environment(**env))
         started.append(server)
         return server

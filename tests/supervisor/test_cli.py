@@ -37,7 +37,17 @@ def test_config_check_prints_the_effective_configuration(
     assert printed["server"]["quic_port"] == 5000
     assert printed["server"]["public_host"] == "media.example"
     assert printed["auth"]["join_token_ttl_s"] == 60
-    assert set(printed) == {"server", "tls", "auth", "limits", "store", "oidc", "rate_limits", "log"}
+    assert set(printed) == {
+        "server",
+        "tls",
+        "auth",
+        "limits",
+        "store",
+        "oidc",
+        "rate_limits",
+        "log",
+        "discovery",
+    }
 
 
 def test_config_check_shows_no_password_or_secret(

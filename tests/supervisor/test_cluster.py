@@ -5,7 +5,9 @@ heartbeat, and a killed supervisor that takes its children along."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
 import signal
 import socket
 import threading
@@ -32,22 +34,38 @@ DEADLINE_S = 60.0
 
 
 class Systemd:
-    """A datagram socket standing in for systemd's notification socket, at an abstract address."""
+    """A datagram socket standing in for systemd's notification socket, at an abstract address.
+
+    A thread reads it all the time, as systemd does: the kernel queues only a few datagrams
+    (`net.unix.max_dgram_qlen`, 10 here) and the server's non-blocking sends drop the rest, so a slow
+    start-up that queued ten WATCHDOG=1 would otherwise lose READY=1."""
 
     def __init__(self) -> None:
         self.name = f"darktower-test-{uuid.uuid4().hex}"
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.socket.bind("\0" + self.name)
         self.received: list[str] = []
+        self._messages: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError):
+            while data := self.socket.recv(4096):
+                self._messages.put(data.decode())
+
+    def close(self) -> None:
+        self.socket.shutdown(socket.SHUT_RDWR)
+        self._reader.join(5)
+        self.socket.close()
 
     def expect(self, first_line: str, timeout: float = DEADLINE_S) -> list[str]:
         """The lines of the next datagram whose first line is `first_line` (others are kept in `received`)."""
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
-            self.socket.settimeout(remaining)
             try:
-                message = self.socket.recv(4096).decode()
-            except TimeoutError:
+                message = self._messages.get(timeout=remaining)
+            except queue.Empty:
                 break
             self.received.append(message)
             lines = message.split("\n")
@@ -60,7 +78,7 @@ class Systemd:
 def systemd() -> Iterator[Systemd]:
     stand_in = Systemd()
     yield stand_in
-    stand_in.socket.close()
+    stand_in.close()
 
 
 def _until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
