@@ -9,6 +9,12 @@
  *   with 0, 1 and 2 publishers running in another browser; its CPU time over a fixed window (all its
  *   processes, from the DevTools protocol's SystemInfo.getProcessInfo) less the idle figure, per stream.
  *   A stream is one participant's video (640x360, 30 fps, VP8) plus audio (Opus).
+ * - SFrame in the browser: µs per frame to seal and to open 100 B (audio), 4 KB and 25 KB (video) frames
+ *   through the app's SFrameContext (AES_128_GCM_SHA256_128 on WebCrypto), one after another, in a page
+ *   outside any meeting: wall clock and the page's renderer CPU time. Then its share of a meeting page's
+ *   CPU: two browsers exchanging 640x360 VP8 + Opus, the frames and bytes one page sealed and opened over a
+ *   window, costed with the per-frame + per-byte model fitted to the 100 B and 25 KB figures, divided by
+ *   that page's renderer CPU time (and by all its browser's processes).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -53,14 +59,17 @@ async function newMeeting(codec = "vp8"): Promise<string> {
   return `${httpUrl()}/?codec=${codec}#/m/${meetingId}`;
 }
 
-/** Total CPU seconds of every process of `owner` (browser, renderers, GPU, network service). */
-async function cpuSeconds(owner: Browser): Promise<number> {
+/** Total CPU seconds of every process of `owner` (browser, renderers, GPU, network service), or of its
+ * renderers only. */
+async function cpuSeconds(owner: Browser, type: "all" | "renderer" = "all"): Promise<number> {
   const cdp = await owner.newBrowserCDPSession();
   const { processInfo } = (await cdp.send("SystemInfo.getProcessInfo")) as {
-    processInfo: { cpuTime: number }[];
+    processInfo: { type: string; cpuTime: number }[];
   };
   await cdp.detach();
-  return processInfo.reduce((sum, process) => sum + process.cpuTime, 0);
+  return processInfo
+    .filter((process) => type === "all" || process.type === type)
+    .reduce((sum, process) => sum + process.cpuTime, 0);
 }
 
 /** CPU use of `owner` over `ms`, in percent of one core. */
@@ -128,6 +137,94 @@ describe("browser media on loopback", () => {
         `p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, max ${result.max_ms} ms`,
     );
     expect(samples.length).toBeGreaterThan(WINDOW_MS / 100);
+    await Promise.all([first.close(), second.close()]);
+    browsers.length = 0;
+  });
+
+  it("SFrame seal and open per frame, and their share of a meeting page's CPU", async () => {
+    const FRAMES = Number(process.env.BENCH_SFRAME_FRAMES ?? 2000);
+    const owner = await browser();
+    const page = await newPerson(owner, "Bench");
+    await page.goto(`${httpUrl()}/`);
+    await page.waitForFunction(() => window.__darktowerBench !== undefined);
+    const seal = (size: number, frames: number) =>
+      page.evaluate(({ s, n }) => window.__darktowerBench?.sealFrames(s, n) ?? Number.NaN, {
+        s: size,
+        n: frames,
+      });
+    const open = () => page.evaluate(() => window.__darktowerBench?.openSealed() ?? Number.NaN);
+    const cost: Record<
+      number,
+      { seal_us: number; open_us: number; seal_cpu_us: number; open_cpu_us: number }
+    > = {};
+    for (const size of [100, 4000, 25_000]) {
+      await seal(size, 200);
+      await open();
+      const before = await cpuSeconds(owner, "renderer");
+      const sealUs = await seal(size, FRAMES);
+      const sealed = await cpuSeconds(owner, "renderer");
+      const openUs = await open();
+      const opened = await cpuSeconds(owner, "renderer");
+      cost[size] = {
+        seal_us: Number(sealUs.toFixed(1)),
+        open_us: Number(openUs.toFixed(1)),
+        seal_cpu_us: Number((((sealed - before) * 1e6) / FRAMES).toFixed(1)),
+        open_cpu_us: Number((((opened - sealed) * 1e6) / FRAMES).toFixed(1)),
+      };
+      console.log(
+        `SFrame ${size} B (AES_128_GCM_SHA256_128, WebCrypto): seal ${cost[size].seal_us} µs wall / ` +
+          `${cost[size].seal_cpu_us} µs renderer CPU, open ${cost[size].open_us} / ${cost[size].open_cpu_us}`,
+      );
+    }
+    await owner.close();
+    browsers.length = 0;
+
+    // CPU µs = per frame + per byte, fitted through the 100 B and 25 KB points.
+    const fit = (small: number, large: number) => {
+      const perByte = (large - small) / (25_000 - 100);
+      return { perFrame: small - perByte * 100, perByte };
+    };
+    const [small, large] = [cost[100], cost[25_000]];
+    if (small === undefined || large === undefined) throw new Error("SFrame cost not measured");
+    const sealModel = fit(small.seal_cpu_us, large.seal_cpu_us);
+    const openModel = fit(small.open_cpu_us, large.open_cpu_us);
+
+    const url = await newMeeting();
+    const [first, second] = [await browser(), await browser()];
+    const alice = await newPerson(first, "Alice");
+    await joinAs(alice, url, "Alice");
+    await joinAs(await newPerson(second, "Bob"), url, "Bob");
+    await waitForMedia(alice, "Alice", [{ from: "Bob", video: 30, audio: 25 }]);
+    await new Promise((done) => setTimeout(done, WARMUP_MS));
+    const start = { counters: await debug(alice), renderer: await cpuSeconds(first, "renderer") };
+    const all = await cpuPercent(first, WINDOW_MS);
+    const end = { counters: await debug(alice), renderer: await cpuSeconds(first, "renderer") };
+    const delta = (key: "sealedFrames" | "sealedBytes" | "openedFrames" | "openedBytes") =>
+      end.counters[key] - start.counters[key];
+    const cryptoUs =
+      delta("sealedFrames") * sealModel.perFrame +
+      delta("sealedBytes") * sealModel.perByte +
+      delta("openedFrames") * openModel.perFrame +
+      delta("openedBytes") * openModel.perByte;
+    const rendererUs = (end.renderer - start.renderer) * 1e6;
+    const allUs = (all / 100) * WINDOW_MS * 1000;
+    const share = {
+      window_s: WINDOW_MS / 1000,
+      sealed_frames_per_s: Number((delta("sealedFrames") / (WINDOW_MS / 1000)).toFixed(1)),
+      opened_frames_per_s: Number((delta("openedFrames") / (WINDOW_MS / 1000)).toFixed(1)),
+      sframe_cpu_ms_per_s: Number((cryptoUs / WINDOW_MS).toFixed(2)),
+      renderer_cpu_percent: Number(((rendererUs / (WINDOW_MS * 1000)) * 100).toFixed(1)),
+      share_of_renderer_percent: Number(((cryptoUs / rendererUs) * 100).toFixed(2)),
+      share_of_browser_percent: Number(((cryptoUs / allUs) * 100).toFixed(2)),
+    };
+    figures.sframe = { per_frame: cost, meeting_share: share };
+    console.log(
+      `SFrame in a meeting page (sends 640x360 VP8 + Opus, receives the same): ` +
+        `${share.sealed_frames_per_s} sealed + ${share.opened_frames_per_s} opened frames/s, ` +
+        `~${share.sframe_cpu_ms_per_s} ms CPU/s = ${share.share_of_renderer_percent} % of the page's renderer ` +
+        `CPU (${share.renderer_cpu_percent} % of a core), ${share.share_of_browser_percent} % of the browser's`,
+    );
+    expect(delta("openedFrames")).toBeGreaterThan(0);
     await Promise.all([first.close(), second.close()]);
     browsers.length = 0;
   });

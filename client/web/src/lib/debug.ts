@@ -32,8 +32,12 @@ export interface DarkTowerDebug {
   /** Malformed media or signaling from the server, dropped. */
   droppedGarbage: number;
   reconnects: number;
-  /** Frames this page sealed with SFrame before sending. */
+  /** Frames this page sealed with SFrame before sending, and their plaintext payload bytes. */
   sealedFrames: number;
+  sealedBytes: number;
+  /** Received frames this page opened (SFrame payload bytes), the ones it refused not included. */
+  openedFrames: number;
+  openedBytes: number;
   /** Received frames that could not be opened (never decoded), by why: see `FrameRefusal` in e2ee.ts. */
   refusedFrames: Record<string, number>;
   /** Key messages refused, by why: see `KeyMessageRefusal` in keymessages.ts. */
@@ -86,6 +90,9 @@ export function debugCounters(): DarkTowerDebug {
     droppedGarbage: 0,
     reconnects: 0,
     sealedFrames: 0,
+    sealedBytes: 0,
+    openedFrames: 0,
+    openedBytes: 0,
     refusedFrames: {},
     refusedKeyMessages: {},
     safetyNumbers: {},

@@ -48,8 +48,11 @@ export class MediaCrypto {
   readonly seal: FrameSealer = async (frame) => {
     if (this.keys.sendingKid === null) return null;
     const metadata = frame.subarray(0, METADATA_SIZE);
-    const sealed = await this.keys.seal(metadata, frame.subarray(HEADER_SIZE), this.clockMs());
-    debugCounters().sealedFrames++;
+    const payload = frame.subarray(HEADER_SIZE);
+    const sealed = await this.keys.seal(metadata, payload, this.clockMs());
+    const counters = debugCounters();
+    counters.sealedFrames++;
+    counters.sealedBytes += payload.length;
     return replacePayload(frame, sealed);
   };
 
@@ -99,7 +102,12 @@ export class MediaCrypto {
     );
     return opened.then(
       (result) => {
-        if (result.ok) return result.plaintext;
+        if (result.ok) {
+          const counters = debugCounters();
+          counters.openedFrames++;
+          counters.openedBytes += payload.length;
+          return result.plaintext;
+        }
         if (result.refusal !== "unknown_key") {
           console.warn(`refused a frame of track ${trackId} from ${senderId}: ${result.reason}`);
         }
