@@ -122,6 +122,8 @@ class AdminChannel:
     ) -> None:
         self._server = server
         self.path = path
+        self._inode = _inode(path)
+        """A replacement worker may bind the same path before this one closes: only our own file goes."""
         self._target = target
         self._index = index
         self.events = events
@@ -155,8 +157,9 @@ class AdminChannel:
     async def close(self) -> None:
         self._server.close()
         await self._server.wait_closed()
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        if self._inode is not None and _inode(self.path) == self._inode:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -229,6 +232,13 @@ def _text(request: dict[str, Any], name: str, *, required: bool = True) -> str:
     if not isinstance(value, str) or (required and not value) or len(value) > _MAX_ID_CHARS:
         raise _BadRequestError(f"{name} must be a string of 1 to {_MAX_ID_CHARS} characters")
     return value
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
 
 
 def _refusal(code: str, message: str) -> dict[str, Any]:

@@ -92,6 +92,15 @@ async def test_the_socket_is_private_and_replaces_a_stale_one(data_dir: Path) ->
     assert not path.exists()
 
 
+async def test_a_replacement_keeps_its_socket_when_its_predecessor_closes(data_dir: Path) -> None:
+    old = await AdminChannel.start(data_dir, 0, FakeServer())
+    new = await AdminChannel.start(data_dir, 0, FakeServer())
+    await old.close()
+    assert (await exchange(new.path, b'{"op": "snapshot"}'))[0]["ok"] is True
+    await new.close()
+    assert not new.path.exists()
+
+
 async def test_too_long_a_socket_path_is_a_worker_error(tmp_path: Path) -> None:
     with pytest.raises(WorkerError, match="longer than a unix socket allows"):
         await AdminChannel.start(tmp_path / ("x" * 120), 0, FakeServer())
