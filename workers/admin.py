@@ -16,7 +16,7 @@ line, answered by one JSON object on one line, any number per connection. Reques
 
 A refusal is `{"ok": false, "code": c, "message": why}` with `code` one of `invalid_request` (not JSON,
 unknown op, bad field), `unknown_participant` (nobody of that id, or nobody at all, in the meeting here),
-`internal`. Nothing a client sends can stop the worker: a line over `MAX_LINE_BYTES` closes that connection.
+`refused` (any other refusal of the meeting), `internal`. Nothing a client sends can stop the worker: a line over `MAX_LINE_BYTES` closes that connection.
 """
 
 from __future__ import annotations
