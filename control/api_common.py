@@ -3,7 +3,8 @@ bodies, the caller's address and bearer token, and how the layers' errors become
 
 Errors of the layers below map onto one status and code each, so no route has to remember them:
 `invalid_request` (422, also for parameters FastAPI itself validates), `internal_error` (500: a bug, logged
-with its traceback; the body never carries details),
+with its traceback; the body never carries details), `client_disconnected` (400, the client went away while
+its body was read: nobody reads the answer, and it is no server error),
 `store_unavailable` (503, PostgreSQL or Redis cannot be reached now: try again),
 `rate_limited` (429 with `Retry-After`), `rate_limiter_unavailable` (503, when configured to refuse while
 the limiter's store is down), `token_expired` / `invalid_token` (401 with `WWW-Authenticate: Bearer`).
@@ -21,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from darktower.control.access_tokens import AccessTokenError
@@ -71,6 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
         RateLimitedError: _rate_limited,
         RateLimiterUnavailableError: _rate_limiter_unavailable,
         RequestValidationError: _invalid_parameters,
+        ClientDisconnect: _client_gone,
         Exception: _internal_error,
     }
     for kind, handler in handlers.items():
@@ -165,6 +168,13 @@ async def _invalid_parameters(request: Request, exc: RequestValidationError) -> 
         where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return error_response(422, "invalid_request", "; ".join(parts) or "invalid request", request=request)
+
+
+async def _client_gone(request: Request, _exc: ClientDisconnect) -> Response:
+    log.info("%s %s: the client disconnected before its request was read", request.method, request.url.path)
+    return error_response(
+        400, "client_disconnected", "the request ended before its body did", request=request
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

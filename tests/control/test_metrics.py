@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.types import Message
 
 from darktower.control.access_tokens import AccessTokens
 from darktower.control.accounts import InMemoryAccountStore
@@ -236,3 +237,34 @@ async def test_admins_are_named_by_user_id_too_and_by_default_see_this_nodes_wor
         response = await client.get(LIVE_MEETINGS_PATH, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     assert response.json() == {"meetings": [], "unreachable_workers": [0]}, "no worker runs in this test"
+
+
+async def test_a_client_gone_while_its_body_is_read_is_no_server_error(
+    config: Config, signer: TokenSigner
+) -> None:
+    app = build(config, signer, InMemoryMeetingStore())
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/auth/login",
+        "raw_path": b"/v1/auth/login",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"50")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert b'"client_disconnected"' in sent[1]["body"]
