@@ -43,6 +43,8 @@ from darktower.core.config import from_mapping
 
 PASSWORD = "correct horse battery staple"
 UNLIMITED = 1_000_000
+TRANSPORT_ERRORS: list[str] = []
+"""Requests whose connection broke (counted, left out of the latencies, reported)."""
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -64,7 +66,11 @@ async def timed(
     async def lane() -> None:
         for index in indices:
             started = time.perf_counter()
-            response = await request(index)
+            try:
+                response = await request(index)
+            except httpx.TransportError as exc:
+                TRANSPORT_ERRORS.append(repr(exc))
+                continue
             latencies.append(time.perf_counter() - started)
             if response.status_code != expect:
                 raise RuntimeError(f"expected {expect}, got {response.status_code}: {response.text}")
@@ -84,7 +90,13 @@ async def joins_per_second(
     async def lane() -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            response = await client.post(f"/v1/meetings/{next(cycle)}/join", json={"display_name": "Bench"})
+            try:
+                response = await client.post(
+                    f"/v1/meetings/{next(cycle)}/join", json={"display_name": "Bench"}
+                )
+            except httpx.TransportError as exc:
+                TRANSPORT_ERRORS.append(repr(exc))
+                continue
             if response.status_code != 200:
                 raise RuntimeError(f"join: {response.status_code} {response.text}")
             done += 1
@@ -192,7 +204,7 @@ def main() -> None:
                     for name in ("login", "account_login", "join")
                     for kind in ("burst", "per_minute")
                 },
-                "log": {"level": "warning"},
+                "log": {"level": "warning", "format": "text"},
             }
         )
         context = multiprocessing.get_context("spawn")
@@ -225,6 +237,8 @@ def main() -> None:
         stats, rate, cpu = results[name]
         figures = "".join(f"{stats[key]:>9.1f}" for key in ("p50", "p95", "p99", "mean"))
         print(f"{name:<16}{figures}{rate:>9.0f}{cpu * 1000:>19.2f}")
+    if TRANSPORT_ERRORS:
+        print(f"transport errors (left out): {len(TRANSPORT_ERRORS)}, first: {TRANSPORT_ERRORS[0]}")
     print(f"joins/s, one control-plane process, {args.seconds:g} s closed loop: {results['joins/s']:.0f}")
 
 
