@@ -53,6 +53,7 @@ from typing import Any
 import uvloop
 
 from darktower.client.api import ControlApi
+from darktower.client.errors import ClientError
 from darktower.client.meeting import MeetingClient
 from darktower.supervisor.status import read_status
 from darktower.workers.shard import owner_index
@@ -60,6 +61,7 @@ from darktower.workers.shard import owner_index
 _HTTP_URL = re.compile(r"HTTP API on (http://\S+)")
 _READY = "darktower: ready"
 _MEDIA_TIMEOUT_S = 60.0
+_JOIN_ATTEMPTS = 3
 
 
 @dataclass
@@ -150,16 +152,29 @@ def _lost(clients: list[MeetingClient]) -> int:
     return sum(int(client.stats.summary()["lost"]) for client in clients)
 
 
+async def _join(client: MeetingClient) -> None:
+    """Joins, retrying what a machine loaded by this very bench causes: an HTTP connection the control
+    plane closed after its keep-alive timeout, or a slow answer."""
+    for attempt in range(_JOIN_ATTEMPTS):
+        try:
+            await client.join()
+        except ClientError as exc:
+            if attempt == _JOIN_ATTEMPTS - 1 or exc.code != "unavailable":
+                raise
+        else:
+            return
+
+
 async def _drive(http_url: str, meetings: list[str], subscribers: int, conn: Connection) -> None:
     everyone: list[MeetingClient] = []
     receivers: list[MeetingClient] = []
-    async with ControlApi(http_url) as api:
+    async with ControlApi(http_url, timeout=30.0) as api:
         try:
             for meeting in meetings:
                 await api.ensure_meeting(meeting)
                 publisher = MeetingClient(api, meeting, "publisher", verify_media=False)
                 everyone.append(publisher)
-                await publisher.join()
+                await _join(publisher)
                 await publisher.publish("audio")
                 await publisher.publish("video")
                 group = [
@@ -169,7 +184,7 @@ async def _drive(http_url: str, meetings: list[str], subscribers: int, conn: Con
                 everyone.extend(group)
                 receivers.extend(group)
                 for chunk in range(0, subscribers, 10):
-                    await asyncio.gather(*(c.join() for c in group[chunk : chunk + 10]))
+                    await asyncio.gather(*(_join(c) for c in group[chunk : chunk + 10]))
             async with asyncio.timeout(_MEDIA_TIMEOUT_S):
                 for client in receivers:
                     await client.wait_until(functools.partial(_has_media, client))
