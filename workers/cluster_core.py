@@ -182,6 +182,22 @@ class ClusterCore:
             )
         return actions
 
+    def tick(self, now_us: int) -> list[ClusterAction]:
+        """Called a few times a second: keyframe requests `Meeting` held back by its one-per-second limit go
+        out once it allows. On one worker they leave with the publisher's next frame, which the owner of a
+        remote publisher never sees."""
+        actions: list[ClusterAction] = []
+        for meeting_id, meeting in self._meetings.items():
+            owed: list[Action] = []
+            for track in meeting.tracks.values():
+                if track.keyframe_owed:
+                    request = track.owed_keyframe_request(now_us)
+                    if request is not None:
+                        owed.append(request)
+            if owed:
+                actions += self._route(meeting_id, owed)
+        return actions
+
     def control_gap(self, sender: int) -> list[ClusterAction]:
         """Records of `sender`'s control ring were lost (this worker stalled for a long time): whatever they
         said between `sender` and the sessions of meetings either of them owns cannot be replayed, so those

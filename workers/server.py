@@ -70,6 +70,8 @@ from darktower.workers.webtransport import (
 log = logging.getLogger(__name__)
 
 CERTIFICATE_CHECK_S: Final = 60.0
+CLUSTER_TICK_S: Final = 0.25
+"""How often a cluster worker sends the keyframe requests its meetings held back (`ClusterCore.tick`)."""
 _SHUTDOWN_REASON: Final = "server shutting down"
 
 
@@ -164,6 +166,7 @@ class WorkerServer:
         self._core = core
         self._cluster: ClusterCore | None = None
         self._link: ClusterLink | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self.ring_errors = 0
         """Ring records that were not well-formed records (skipped)."""
         self._certificates = certificates
@@ -238,6 +241,7 @@ class WorkerServer:
         self._cluster = cluster
         link.start()
         self._run(cluster.start(now_us()))
+        self._ticker = asyncio.create_task(self._tick(cluster))
         log.info(
             "worker %d of %d: incarnation %06x, reading %d peers",
             index,
@@ -246,6 +250,14 @@ class WorkerServer:
             link.attached,
             extra={"worker": index},
         )
+
+    async def _tick(self, cluster: ClusterCore) -> None:
+        while True:
+            await asyncio.sleep(CLUSTER_TICK_S)
+            try:
+                self._run(cluster.tick(now_us()))
+            except Exception:
+                log.exception("cluster tick failed")
 
     def _ring_item(self, peer: int, kind: RecordKind, item: Any, cursor: RingCursor) -> None:
         """One record (or gap) of a peer's ring, from the ring reader; a media view is consumed here."""
@@ -308,6 +320,11 @@ class WorkerServer:
         if self._listener is not None:
             self._listener.close(0, _SHUTDOWN_REASON)
             self._listener = None
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
         if self._link is not None:
             self._link.close()
             self._link = None

@@ -428,3 +428,26 @@ def test_lost_control_records_close_the_sessions_they_concerned(cluster: Cluster
     assert set(cluster.closed) == {alice, bob}
     assert cluster.closed[bob].code == pb.ERROR_CODE_INTERNAL
     assert carol not in cluster.closed
+
+
+def test_a_held_back_keyframe_request_for_a_remote_publisher_goes_out_on_a_later_tick(
+    cluster: Cluster,
+) -> None:
+    meeting = meeting_owned_by(0)
+    alice, _ = cluster.join(1, meeting, "alice")
+    bob, _ = cluster.join(2, meeting, "bob")
+    carol, _ = cluster.join(2, meeting, "carol")
+    track = cluster.publish(alice, VIDEO)
+    cluster.events(alice)
+    cluster.subscribe(bob, track)
+    assert cluster.events(alice) == ["keyframe_request"]
+    cluster.subscribe(carol, track)
+    assert cluster.events(alice) == [], "held back: one per second per track"
+    cluster.now_us += 500_000
+    cluster.act(0, cluster.cores[0].tick(cluster.now_us))
+    assert cluster.events(alice) == []
+    cluster.now_us += 600_000
+    cluster.act(0, cluster.cores[0].tick(cluster.now_us))
+    assert cluster.events(alice) == ["keyframe_request"]
+    cluster.act(0, cluster.cores[0].tick(cluster.now_us + 2_000_000))
+    assert cluster.events(alice) == [], "owed once, sent once"
