@@ -117,11 +117,34 @@ class Meeting:
         return client
 
     async def all_hear_all(self, frames: int = FRAMES, deadline: float = DEADLINE_S) -> None:
-        async with asyncio.timeout(deadline):
-            for receiver in self.everyone:
-                for publisher in self.publishers:
-                    if receiver is not publisher:
-                        await receiver.wait_until(hears(receiver, publisher, frames))
+        try:
+            async with asyncio.timeout(deadline):
+                for receiver in self.everyone:
+                    for publisher in self.publishers:
+                        if receiver is not publisher:
+                            await receiver.wait_until(hears(receiver, publisher, frames))
+        except TimeoutError:
+            raise AssertionError(
+                f"not everyone hears everyone within {deadline} s:\n{self.report()}"
+            ) from None
+
+    def report(self) -> str:
+        """Who receives what from whom, and each client's connection state."""
+        lines = []
+        for receiver in self.everyone:
+            heard = {
+                publisher.display_name: [
+                    receiver.stats.track(publisher.participant_id, kind).received
+                    for kind in ("audio", "video")
+                ]
+                for publisher in self.publishers
+                if publisher is not receiver and publisher.connected
+            }
+            lines.append(
+                f"{receiver.display_name} (worker {self.worker[receiver]}, connected {receiver.connected}, "
+                f"reconnects {receiver.reconnects}, failure {receiver.failure}): {heard}"
+            )
+        return "\n".join(lines)
 
 
 async def test_participants_on_every_worker_share_one_meeting_byte_exact(
