@@ -4,7 +4,7 @@ cache when PostgreSQL cannot be reached, instead of 503.
 Safe because that read is the same for every caller (public meeting details) and a stale copy misleads
 nobody for long: each successful read stores its answer (`cache_fill` under the version read before the
 request, so a fill racing a change cannot put an old answer back), and every successful change to the
-meeting (any other method on `/v1/meetings/<id>[/...]`) invalidates it. While the durable store is down a
+meeting (any other method on `/v1/meetings/<id>[/...]`, but joins and lobby polls) invalidates it. While the durable store is down a
 cached answer is served with `X-Darktower-Stale: durable-store-unavailable`; a meeting never read before
 the outage still answers 503 `store_unavailable`. Writes are never cached or queued: they answer 503 and
 nothing is accepted that could be lost. A cache that is itself unreachable (Redis down too) changes
@@ -31,6 +31,9 @@ CACHE_TTL_S: Final = 3600.0
 """How long a meeting's last answer is kept for an outage."""
 STALE_HEADER: Final = (b"x-darktower-stale", b"durable-store-unavailable")
 _MEETING_PATH: Final = re.compile(r"/v1/meetings/([A-Za-z0-9_-]{1,64})(/.*)?")
+_UNCHANGING: Final = frozenset({"/join", "/lobby/poll"})
+"""Requests that never change the meeting's details: the hot path of every participant, so they skip the
+invalidation (a Redis round trip). Every other change invalidates, routes added later included."""
 
 
 def cache_key(meeting_id: str) -> str:
@@ -60,7 +63,7 @@ class MeetingReadCache:
             await send(message)
 
         await self._app(scope, receive, note_status)
-        if scope["method"] not in {"GET", "HEAD"} and 200 <= status < 300:
+        if scope["method"] not in {"GET", "HEAD"} and 200 <= status < 300 and match[2] not in _UNCHANGING:
             try:
                 await self._ephemeral.cache_invalidate(key)
             except StoreUnavailableError as exc:
