@@ -25,6 +25,7 @@ from darktower.proto import signaling_pb2 as pb
 from darktower.proto.signaling import encode_delimited
 from darktower.supervisor.cli import main
 from darktower.supervisor.status import NoServerError, read_status
+from darktower.workers.cid import cid_worker
 
 if TYPE_CHECKING:
     from conftest import ServeProcess
@@ -183,19 +184,19 @@ def test_workers_report_to_systemd_and_status_and_are_replaced_one_at_a_time_on_
         read_status(str(data))
 
 
-def test_a_stopped_worker_is_found_by_its_heartbeat_and_replaced(
+def test_a_stopped_worker_is_found_by_its_heartbeat_and_replaced_on_the_same_socket(
     serve: Callable[..., ServeProcess], tmp_path: Path
 ) -> None:
     data = str(tmp_path / "data")
-    server = serve(DARKTOWER_SERVER__HEARTBEAT_TIMEOUT_S="1")
+    server = serve("--workers", "2", DARKTOWER_SERVER__HEARTBEAT_TIMEOUT_S="1")
     server.wait_ready()
-    hung = read_status(data)["workers"][0]["pid"]
+    healthy, hung = (worker["pid"] for worker in read_status(data)["workers"])
     os.kill(hung, signal.SIGSTOP)
     try:
-        server.wait_log(rf"^worker-0 \(pid {hung}\) sent no heartbeat for \d+\.\d s; killing it$")
+        server.wait_log(rf"^worker-1 \(pid {hung}\) sent no heartbeat for \d+\.\d s; killing it$")
 
         def replaced() -> dict[str, Any] | None:
-            worker: dict[str, Any] = read_status(data)["workers"][0]
+            worker: dict[str, Any] = read_status(data)["workers"][1]
             fresh = worker["heartbeat_age_s"] is not None and worker["heartbeat_age_s"] < 1
             return worker if worker["pid"] != hung and worker["state"] == "running" and fresh else None
 
@@ -206,17 +207,31 @@ def test_a_stopped_worker_is_found_by_its_heartbeat_and_replaced(
     assert worker["restarts"] == 1
     assert _gone(hung)
     assert server.quic_url.endswith(f":{worker['port']}")
+    assert read_status(data)["workers"][0]["pid"] == healthy
 
+    # The replacement serves worker 1's place in the reuseport group: connections whose CIDs name worker 1
+    # complete their handshake and work (new connections land by hash; keep going until one lands there).
     with httpx.Client(base_url=server.http_url) as client:
         assert client.post("/v1/meetings", json={"meeting_id": "after"}).status_code == 201
-        joined = client.post("/v1/meetings/after/join", json={"display_name": "Ada"}).json()
 
-    async def connect() -> None:
-        hashes = [bytes.fromhex(h["value"]) for h in joined["certificate_hashes"]]
-        session = await WebTransportSession.connect(joined["webtransport_url"], certificate_hashes=hashes)
-        await session.close()
+        async def connect(joined: dict[str, Any]) -> int | None:
+            hashes = [bytes.fromhex(h["value"]) for h in joined["certificate_hashes"]]
+            session = await WebTransportSession.connect(joined["webtransport_url"], certificate_hashes=hashes)
+            try:
+                return cid_worker(session._quic._peer_cid.cid)
+            finally:
+                await session.close()
 
-    asyncio.run(connect())
+        def join() -> dict[str, Any]:
+            response = client.post("/v1/meetings/after/join", json={"display_name": "Ada"})
+            assert response.status_code == 200
+            joined: dict[str, Any] = response.json()
+            return joined
+
+        landed = [asyncio.run(connect(join()))]
+        while landed[-1] != 1:
+            assert len(landed) < 40, f"40 connections, none on worker 1: {landed}"
+            landed.append(asyncio.run(connect(join())))
     assert server.stop() == 0
 
 
