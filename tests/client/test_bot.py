@@ -46,8 +46,8 @@ async def run_cli_bot(cluster: Cluster, meeting: str, duration: float, *options:
 async def test_three_bots_receive_each_others_media_byte_exact(cluster: Cluster) -> None:
     reports = await asyncio.gather(
         # The command-line bot starts a process first (seconds on a loaded machine): the others outstay it.
-        run_bot(cluster.http_url, "standup", duration=7.0, name="bot-a"),
-        run_bot(cluster.http_url, "standup", duration=7.0, name="bot-b"),
+        run_bot(cluster.http_url, "standup", duration=9.0, name="bot-a"),
+        run_bot(cluster.http_url, "standup", duration=9.0, name="bot-b"),
         run_cli_bot(cluster, "standup", duration=4.0),
     )
     ids = {report["participant_id"] for report in reports}
@@ -70,7 +70,7 @@ async def test_three_bots_receive_each_others_media_byte_exact(cluster: Cluster)
 
 async def test_encrypting_bots_decrypt_each_other_and_report_it(cluster: Cluster) -> None:
     reports = await asyncio.gather(
-        run_bot(cluster.http_url, "e2ee", duration=7.0, name="bot-a", e2ee=True),
+        run_bot(cluster.http_url, "e2ee", duration=9.0, name="bot-a", e2ee=True),
         run_cli_bot(cluster, "e2ee", 4.0, "--e2ee"),
     )
     for report, other in (reports, reports[::-1]):
