@@ -34,6 +34,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 _DURATION = re.compile(r"([\d.]+)(ns|us|ms|s|m|h)")
+_POLL_S = 0.02
+"""How often the server loop looks for `close()` (http.server's default, 0.5 s, would slow every test)."""
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -107,7 +109,9 @@ class ConsulStandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="consul-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(_POLL_S,), name="consul-standin", daemon=True
+        )
         self._thread.start()
 
     def advance(self, seconds: float) -> None:
