@@ -8,7 +8,9 @@
   load, ports and certificate hashes in its service metadata, kept alive by a TTL check the supervisor
   passes), and a join goes to `choose_node` of the healthy ones.
 
-`choose_node` is the routing rule, free of I/O: a healthy node of the caller's region with the least load;
+The caller's region is the `X-Darktower-Region` header when a request carries one (`CallerRegion`), else
+the control plane's own. `choose_node` is the routing rule, free of I/O: a healthy node of the caller's
+region with the least load;
 when that region has none, the least loaded healthy node of any region; ties go to the lowest node name,
 so every control plane picks the same node from the same view. A meeting whose node list is empty (no
 healthy node anywhere) cannot be joined: `NoMediaNodeError` (503 `no_media_node`).
@@ -18,9 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from darktower.control.api_common import ApiError
 from darktower.control.store import ControlError, Meeting
@@ -152,15 +158,43 @@ class StaticDiscovery:
         return None
 
 
+REGION_HEADER: Final = "x-darktower-region"
+"""Names the caller's region (set by a geo-aware edge proxy, or by a client that knows where it is);
+without it, or with a malformed one, the caller is taken to be in the control plane's own region (callers
+reach the control plane of their region: regional DNS). It only chooses where the caller is served."""
+_REGION_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_caller_region: ContextVar[str | None] = ContextVar("darktower_caller_region", default=None)
+
+
+class CallerRegion:
+    """ASGI middleware: makes the request's `X-Darktower-Region` visible to `join_target_of` (a context
+    variable, so the route's signature stays what it is)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        region = None
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == REGION_HEADER.encode() and _REGION_RE.fullmatch(value.decode("latin-1")):
+                    region = value.decode("latin-1")
+        token = _caller_region.set(region)
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            _caller_region.reset(token)
+
+
 def join_target_of(discovery: Discovery) -> Callable[[Meeting], tuple[str, list[bytes]]]:
     """What the join route asks (`MeetingDeps.join_target`): the meeting's WebTransport URL and certificate
-    hashes on the node `discovery` picks for a caller of this control plane's region (callers reach the
-    control plane of their region: regional DNS). Refusals: 503 `no_media_node`, `discovery_unavailable`,
-    `certificates_unavailable`."""
+    hashes on the node `discovery` picks for the caller's region (`REGION_HEADER`, else this control plane's).
+    Refusals: 503 `no_media_node`, `discovery_unavailable`, `certificates_unavailable`."""
 
     def join_target(meeting: Meeting) -> tuple[str, list[bytes]]:
+        region = _caller_region.get() or discovery.region
         try:
-            target = discovery.target_now(meeting.meeting_id, discovery.region)
+            target = discovery.target_now(meeting.meeting_id, region)
         except NoMediaNodeError as exc:
             raise ApiError(503, "no_media_node", str(exc)) from None
         except DiscoveryUnavailableError as exc:

@@ -427,6 +427,14 @@ async def test_a_served_control_plane_routes_joins_through_consul(
             assert joined.status_code == 200, joined.text
             assert joined.json()["webtransport_url"] == "https://eu-2.example:6000/meetings/m1"
             assert joined.json()["certificate_hashes"] == [{"algorithm": "sha-256", "value": H1.hex()}]
+            from_us = await client.post(
+                "/v1/meetings/m1/join", json={"display_name": "Ada"}, headers={"X-Darktower-Region": "us"}
+            )
+            assert from_us.json()["webtransport_url"] == "https://us-1.example:4433/meetings/m1"
+            odd = await client.post(
+                "/v1/meetings/m1/join", json={"display_name": "Ada"}, headers={"X-Darktower-Region": "u s!"}
+            )
+            assert odd.json()["webtransport_url"].startswith("https://eu-2.example"), "malformed: own region"
 
             standin.advance(10)  # every node's check expires: nowhere to send a join
             await _refreshed(standin)
