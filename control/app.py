@@ -36,7 +36,7 @@ from darktower.control.admin_api import LiveMeetingsSource, add_admin_routes
 from darktower.control.api_common import install_error_handlers
 from darktower.control.auth import AuthService
 from darktower.control.auth_api import add_auth_routes
-from darktower.control.discovery import Discovery, StaticDiscovery, join_target_of
+from darktower.control.discovery import CallerRegion, Discovery, StaticDiscovery, join_target_of
 from darktower.control.ephemeral import EphemeralStore
 from darktower.control.meeting_history import HistoryCollector
 from darktower.control.meeting_routes import MEETING_BODIES, MeetingDeps, add_meeting_routes
@@ -144,6 +144,7 @@ def create_app(
     add_auth_routes(app, auth=auth, limiter=limiter, oidc=oidc)
     add_admin_routes(app, auth=auth, admins=config.auth.admins, live=live_meetings or workers)
     app.add_middleware(MeetingReadCache, ephemeral=ephemeral)
+    app.add_middleware(CallerRegion)
     install_metrics(app, metrics or ControlMetrics())
 
     @app.get("/healthz")
