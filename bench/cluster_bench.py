@@ -44,11 +44,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import uvloop
 
@@ -62,6 +62,8 @@ _HTTP_URL = re.compile(r"HTTP API on (http://\S+)")
 _READY = "darktower: ready"
 _MEDIA_TIMEOUT_S = 60.0
 _JOIN_ATTEMPTS = 3
+_PATIENT_S: Final = 30.0
+"""Connect and request timeout: the clients share the cores with the server they load."""
 
 
 @dataclass
@@ -97,11 +99,13 @@ def _descendants(pid: int) -> Iterator[int]:
 def _serve(workers: int, steering: str) -> Iterator[_Server]:
     data_dir = tempfile.mkdtemp(prefix="darktower-cluster-bench-")
     executable = Path(sys.executable).with_name("darktower")
+    log_path = Path(data_dir) / "serve.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
         [str(executable), "serve", "--http-port", "0", "--quic-port", "0", "--data-dir", data_dir,
          "--workers", str(workers)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         text=True,
         env={
             **os.environ,
@@ -121,11 +125,14 @@ def _serve(workers: int, steering: str) -> Iterator[_Server]:
             if _READY in line:
                 break
         else:
-            raise RuntimeError(f"darktower serve exited with {process.wait()} before it was ready")
+            code = process.wait()
+            tail = "\n".join(log_path.read_text().splitlines()[-20:])
+            raise RuntimeError(f"darktower serve exited with {code} before it was ready:\n{tail}")
         yield _Server(process, http_url, data_dir)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
+        log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -152,17 +159,33 @@ def _lost(clients: list[MeetingClient]) -> int:
     return sum(int(client.stats.summary()["lost"]) for client in clients)
 
 
-async def _join(client: MeetingClient) -> None:
-    """Joins, retrying what a machine loaded by this very bench causes: an HTTP connection the control
-    plane closed after its keep-alive timeout, or a slow answer."""
+async def _retried(call: Callable[[], Awaitable[object]]) -> None:
+    """Runs `call`, retrying what a machine loaded by this very bench causes: an HTTP connection the
+    control plane closed after its keep-alive timeout, or a slow answer."""
     for attempt in range(_JOIN_ATTEMPTS):
         try:
-            await client.join()
+            await call()
         except ClientError as exc:
-            if attempt == _JOIN_ATTEMPTS - 1 or exc.code != "unavailable":
+            if attempt == _JOIN_ATTEMPTS - 1 or exc.code not in {"unavailable", "timeout"}:
                 raise
         else:
             return
+
+
+def _client(api: ControlApi, meeting: str, name: str, *, auto_subscribe: bool) -> MeetingClient:
+    return MeetingClient(
+        api,
+        meeting,
+        name,
+        auto_subscribe=auto_subscribe,
+        verify_media=False,
+        connect_timeout=_PATIENT_S,
+        request_timeout=_PATIENT_S,
+    )
+
+
+async def _join(client: MeetingClient) -> None:
+    await _retried(client.join)
 
 
 async def _drive(http_url: str, meetings: list[str], subscribers: int, conn: Connection) -> None:
@@ -171,16 +194,13 @@ async def _drive(http_url: str, meetings: list[str], subscribers: int, conn: Con
     async with ControlApi(http_url, timeout=30.0) as api:
         try:
             for meeting in meetings:
-                await api.ensure_meeting(meeting)
-                publisher = MeetingClient(api, meeting, "publisher", verify_media=False)
+                await _retried(functools.partial(api.ensure_meeting, meeting))
+                publisher = _client(api, meeting, "publisher", auto_subscribe=False)
                 everyone.append(publisher)
                 await _join(publisher)
                 await publisher.publish("audio")
                 await publisher.publish("video")
-                group = [
-                    MeetingClient(api, meeting, f"sub-{i}", auto_subscribe=True, verify_media=False)
-                    for i in range(subscribers)
-                ]
+                group = [_client(api, meeting, f"sub-{i}", auto_subscribe=True) for i in range(subscribers)]
                 everyone.extend(group)
                 receivers.extend(group)
                 for chunk in range(0, subscribers, 10):
