@@ -25,6 +25,9 @@ import pytest
 from darktower.client.api import ControlApi, JoinInfo
 from darktower.client.backoff import ReconnectPolicy
 from darktower.client.meeting import MeetingClient
+from darktower.client.receiver import FrameCallback
+from darktower.client.roster import RemoteTrack
+from darktower.proto.frame import FrameHeader
 from darktower.supervisor.status import read_status
 from darktower.workers.cluster_io import unlink_rings
 from darktower.workers.shard import owner_index
@@ -38,11 +41,11 @@ DEADLINE_S = 60.0
 RECONNECT = ReconnectPolicy(initial_s=0.1, maximum_s=0.5, max_attempts=100)
 FRAMES = 15
 """Audio and video frames a receiver must get from a publisher to count as hearing it."""
-AUDIO_LOSS = 0.05
-"""Audio datagrams are unreliable by design: on this shared 2-core machine, while a fresh worker
-interpreter starts, a loopback datagram is occasionally dropped by a full queue. Video (streams) must lose
-nothing. The timing goals (worker back within 2 s, participants within 5 s) are measured by
-bench/cluster_heal_bench.py, not asserted here."""
+MAX_AUDIO_GAP = 10
+"""Audio datagrams are unreliable by design: on this shared 2-core machine, under load, loopback datagrams
+are dropped now and then (a few percent). What must not happen is an outage: the longest run of audio
+frames a receiver misses from a publisher stays under 10 (200 ms). Video (streams) must lose nothing. The
+timing goals of kill -9 recovery are measured in docs/PERFORMANCE.md, not asserted here."""
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,26 @@ def worker_rows(data: str) -> list[dict[str, Any]]:
     return rows
 
 
+class AudioGaps:
+    """The longest run of audio frames each receiver missed from each publisher (by object sequence)."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, str], int] = {}
+        self.longest: dict[tuple[str, str], int] = {}
+
+    def recorder(self, receiver: str) -> FrameCallback:
+        def record(track: RemoteTrack, header: FrameHeader, _data: bytes, _ok: bool) -> None:
+            if track.kind != "audio":
+                return
+            key = (receiver, track.participant_id)
+            last = self.last.get(key)
+            if last is not None and header.object_seq > last:
+                self.longest[key] = max(self.longest.get(key, 0), header.object_seq - last - 1)
+            self.last[key] = max(header.object_seq, last or 0)
+
+        return record
+
+
 class Meeting:
     """Clients of one meeting, each on a chosen worker; they leave when the stack closes."""
 
@@ -100,11 +123,18 @@ class Meeting:
         self.publishers: list[MeetingClient] = []
         self.everyone: list[MeetingClient] = []
         self.worker: dict[MeetingClient, int] = {}
+        self.audio_gaps = AudioGaps()
 
     async def add(self, name: str, worker: int, *, publish: bool) -> MeetingClient:
         api = await self.stack.enter_async_context(PinnedApi(self.http_url, self.ports[worker]))
         client = MeetingClient(
-            api, self.meeting_id, name, auto_subscribe=True, can_publish=publish, reconnect=RECONNECT
+            api,
+            self.meeting_id,
+            name,
+            auto_subscribe=True,
+            can_publish=publish,
+            reconnect=RECONNECT,
+            on_frame=self.audio_gaps.recorder(name),
         )
         await client.join()
         self.stack.push_async_callback(client.leave)
@@ -172,7 +202,7 @@ async def test_participants_on_every_worker_share_one_meeting_byte_exact(
                 assert client.stats.summary()["corrupt"] == 0
                 for publisher in meeting.publishers:
                     if publisher is not client:
-                        _assert_no_loss(client, publisher)
+                        _assert_no_loss(meeting, client, publisher)
     finally:
         server.close()
         unlink_rings(data, WORKERS)
@@ -230,7 +260,7 @@ async def test_kill_9_of_a_worker_heals(
             for receiver in survivors:
                 for publisher in survivors:
                     if receiver is not publisher:
-                        _assert_no_loss(receiver, publisher)
+                        _assert_no_loss(meeting, receiver, publisher)
                 assert receiver.reconnects == 0
             for client in clients:
                 assert client.stats.summary()["corrupt"] == 0
@@ -239,11 +269,11 @@ async def test_kill_9_of_a_worker_heals(
         unlink_rings(data, WORKERS)
 
 
-def _assert_no_loss(receiver: MeetingClient, publisher: MeetingClient) -> None:
+def _assert_no_loss(meeting: Meeting, receiver: MeetingClient, publisher: MeetingClient) -> None:
     video = receiver.stats.track(publisher.participant_id, "video")
     assert video.lost == 0, video
-    audio = receiver.stats.track(publisher.participant_id, "audio")
-    assert audio.lost <= AUDIO_LOSS * audio.received, audio
+    longest = meeting.audio_gaps.longest.get((receiver.display_name, publisher.participant_id), 0)
+    assert longest < MAX_AUDIO_GAP, (receiver.display_name, publisher.display_name, longest)
 
 
 def _sees(client: MeetingClient, participant_id: str) -> Callable[[], bool]:
