@@ -2,8 +2,8 @@
 client's own key rotates, and sealing and opening media frames with SFrame (RFC 9605).
 
 Sans-I/O and free of clocks: the session feeds it signaling events (`joined`, `participant_joined`,
-`participant_left`, `receive`) with the time in µs, and carries out the actions they return (send a key
-message, ask for a keyframe). The byte formats live in `keymessages`; the TypeScript twin of this module
+`participant_left`, `receive`) with the time in µs, and sends the key messages they return; it opens
+received frames with `open`, whose `resumed` flag tells a video receiver to ask for a keyframe. The byte formats live in `keymessages`; the TypeScript twin of this module
 is `client/web/src/lib/e2ee.ts`.
 
 Keys: this client sends under one media key at a time, its KID being the epoch (0, 1, 2, ...; never reused,
@@ -54,7 +54,7 @@ from darktower.client.sframe import (
     SFrameUnknownKeyError,
     decode_header,
 )
-from darktower.proto.frame import HEADER_SIZE
+from darktower.proto.frame import FLAG_KEYFRAME, HEADER_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ _SFRAME_REFUSALS: Final[dict[type[SFrameError], FrameRefusal]] = {
     SFrameHeaderError: FrameRefusal.MALFORMED,
 }
 """How a frame that fails to open is counted (a missing key is told apart by the KID's history)."""
+_WANT_OF_A_KEY: Final = frozenset({FrameRefusal.UNKNOWN_KEY, FrameRefusal.RETIRED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +99,8 @@ class SendKeyMessage:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class RequestKeyframe:
-    """A sender's key arrived after its video frames were refused: ask for a keyframe of its video."""
-
-    participant_id: str
-
-
-KeyAction = SendKeyMessage | RequestKeyframe
+KeyAction = SendKeyMessage
+"""What the session must do for the key manager."""
 
 
 class Opened(NamedTuple):
@@ -114,6 +109,9 @@ class Opened(NamedTuple):
 
     plaintext: bytes
     kid: int | None
+    resumed: bool = False
+    """The first video frame opened from this sender since some were refused for want of a key, and not a
+    keyframe: the decoder missed what came before, so ask the sender for a keyframe."""
 
 
 class Refused(NamedTuple):
@@ -149,6 +147,7 @@ class _Peer:
     retire_at: dict[int, int] = field(default_factory=dict)
     newest_opened: int | None = None
     video_waiting: bool = False
+    """Video from it was refused for want of a key since the last video frame that opened."""
 
     def forget(self) -> None:
         self.identity = None
@@ -277,20 +276,26 @@ class KeyManager:
     def open(
         self, sender_id: str, payload: bytes, metadata: bytes, now_us: int, *, video: bool
     ) -> Opened | Refused:
-        """Opens one frame payload from `sender_id`, counting the outcome; `video` says whether a refusal
-        for want of a key should ask for a keyframe once the key arrives."""
+        """Opens one frame payload from `sender_id`, counting the outcome. For `video`, the first frame that
+        opens after some were refused for want of a key (not yet arrived, or one this client never gets:
+        a newcomer cannot open what was sealed before the switch) comes back `resumed`, unless it is a
+        keyframe (`metadata` starts with the frame header, whose flags say)."""
         self.advance(now_us)
         peer = self._peers.get(sender_id)
         if peer is not None and not peer.encrypting:
             self.plaintext += 1
             return Opened(payload, None)
         opened = self._try_open(peer, sender_id, payload, metadata[:METADATA_SIZE], now_us)
-        if isinstance(opened, Opened):
-            self.decrypted += 1
-        else:
+        if isinstance(opened, Refused):
             self.refused_frames[opened.refusal] += 1
-            if video and opened.refusal is FrameRefusal.UNKNOWN_KEY and peer is not None:
+            if video and peer is not None and opened.refusal in _WANT_OF_A_KEY:
                 peer.video_waiting = True
+            return opened
+        self.decrypted += 1
+        if video and peer is not None and peer.video_waiting:
+            peer.video_waiting = False
+            if not metadata[1] & FLAG_KEYFRAME:
+                return opened._replace(resumed=True)
         return opened
 
     def seal_frame(self, frame: bytes, now_us: int) -> bytes:
@@ -298,15 +303,17 @@ class KeyManager:
         sealed = self.seal(frame[:METADATA_SIZE], frame[HEADER_SIZE:], now_us)
         return frame[:METADATA_SIZE] + len(sealed).to_bytes(4, "big") + sealed
 
-    def open_frame(self, sender_id: str, frame: bytes, now_us: int, *, video: bool) -> bytes | Refused:
-        """A received media frame with its payload opened (and `payload_length` set), or why not."""
+    def open_frame(self, sender_id: str, frame: bytes, now_us: int, *, video: bool) -> Opened | Refused:
+        """`open` on a whole received media frame: what opens is the frame with its payload opened (and
+        `payload_length` set)."""
         opened = self.open(sender_id, frame[HEADER_SIZE:], frame[:METADATA_SIZE], now_us, video=video)
         if isinstance(opened, Refused):
             return opened
-        if opened.kid is None:
-            return frame
+        if opened.kid is None:  # a non-encrypting sender's frame, as it came
+            return opened._replace(plaintext=frame)
         plaintext = opened.plaintext
-        return frame[:METADATA_SIZE] + len(plaintext).to_bytes(4, "big") + plaintext
+        rebuilt = frame[:METADATA_SIZE] + len(plaintext).to_bytes(4, "big") + plaintext
+        return opened._replace(plaintext=rebuilt)
 
     # --- what the session asks --------------------------------------------------------------------------
 
@@ -408,10 +415,7 @@ class KeyManager:
         peer.last_kid = key.kid
         peer.held[key.kid] = key.suite
         peer.proven = True
-        if not peer.video_waiting:
-            return []
-        peer.video_waiting = False
-        return [RequestKeyframe(peer.participant_id)]
+        return []
 
     def _new_key(self, now_us: int) -> _OwnKey:
         """A new epoch's key in the sending context (not yet used)."""

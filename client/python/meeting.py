@@ -9,8 +9,8 @@ frames are parsed, checked byte for byte against the synthetic format and counte
 
 With `e2ee=True` the client joins announcing end-to-end encryption and runs a `KeyManager` (docs/E2EE.md)
 off the roster events and key messages: every payload it sends is SFrame ciphertext, every payload it
-receives is opened first (refused frames are dropped and counted by the manager), and a sender's key that
-arrives after its video was refused brings a keyframe request. The manager, and so the identity key,
+receives is opened first (refused frames are dropped and counted by the manager), and video that opens
+again after refused frames brings a keyframe request for its track. The manager, and so the identity key,
 outlives sessions.
 
 When the session drops without `leave()`, the client joins again with a fresh token after an exponential
@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from darktower.client.api import ControlApi, JoinInfo
 from darktower.client.backoff import ReconnectPolicy
-from darktower.client.e2ee import KeyAction, KeyManager, Refused, RequestKeyframe
+from darktower.client.e2ee import KeyAction, KeyManager, Refused
 from darktower.client.errors import (
     ApiError,
     ClientError,
@@ -586,27 +586,28 @@ class MeetingClient:
     # --- end-to-end encryption --------------------------------------------------------------------------
 
     def _open_frame(self, track: RemoteTrack, frame: bytes, now_us: int) -> bytes | None:
+        """Decrypts a frame; video that opens again after refused frames needs a keyframe to decode."""
         assert self.keys is not None
         opened = self.keys.open_frame(track.participant_id, frame, now_us, video=track.kind == "video")
-        return None if isinstance(opened, Refused) else opened
+        if isinstance(opened, Refused):
+            return None
+        if opened.resumed:
+            self._spawn(self._request_keyframe(track.track_id))
+        return opened.plaintext
 
     def _run_key_actions(self, actions: list[KeyAction]) -> None:
-        """Key messages go out now, in order (one signaling stream keeps it); keyframe requests go to the
-        sender's subscribed video tracks."""
+        """Key messages go out now, in order (one signaling stream keeps it)."""
         conn = self._conn
         for action in actions:
-            if isinstance(action, RequestKeyframe):
-                for track in self.tracks.values():
-                    if track.participant_id == action.participant_id and track.kind == "video":
-                        self._spawn(self._request_keyframe(track.track_id))
-            elif conn is not None:
-                message = pb.KeyMessage(to_participant_ids=action.to, payload=action.payload)
-                try:
-                    reply = self._send_request(conn, pb.ClientMessage(key_message=message))
-                except ClientError as exc:
-                    log.warning("key message not sent: %s", exc, extra=self._ids())
-                    return
-                reply.add_done_callback(self._key_message_done)
+            if conn is None:
+                return
+            message = pb.KeyMessage(to_participant_ids=action.to, payload=action.payload)
+            try:
+                reply = self._send_request(conn, pb.ClientMessage(key_message=message))
+            except ClientError as exc:
+                log.warning("key message not sent: %s", exc, extra=self._ids())
+                return
+            reply.add_done_callback(self._key_message_done)
 
     def _key_message_done(self, reply: asyncio.Future[pb.ServerMessage]) -> None:
         if not reply.cancelled() and (error := reply.exception()) is not None:

@@ -20,7 +20,6 @@ from darktower.client.e2ee import (
     KeyManager,
     Opened,
     Refused,
-    RequestKeyframe,
     SendKeyMessage,
 )
 from darktower.client.keymessages import (
@@ -50,8 +49,6 @@ class Meeting:
 
     def __init__(self) -> None:
         self.managers: dict[str, KeyManager] = {}
-        self.keyframes: list[tuple[str, str]] = []
-        """(who asks, whose video) for every RequestKeyframe action."""
         self.now = 0
 
     def join(self, pid: str, *, e2ee: bool = True, manager: KeyManager | None = None) -> KeyManager:
@@ -73,9 +70,6 @@ class Meeting:
 
     def run(self, sender: str, actions: Iterable[KeyAction]) -> None:
         for action in actions:
-            if isinstance(action, RequestKeyframe):
-                self.keyframes.append((sender, action.participant_id))
-                continue
             recipients = action.to or tuple(pid for pid in self.managers if pid != sender)
             for recipient in recipients:
                 manager = self.managers.get(recipient)
@@ -245,17 +239,41 @@ def test_plaintext_is_accepted_only_from_senders_that_do_not_announce_e2ee() -> 
     assert bob.decrypted == 0
 
 
-def test_a_video_receiver_asks_for_a_keyframe_once_the_key_arrives() -> None:
+def keyframe_header(object_seq: int = 0) -> bytes:
+    return encode_frame(track_id=1, group=1, object_seq=object_seq, capture_us=1, payload=b"", keyframe=True)[
+        :HEADER_SIZE
+    ]
+
+
+def test_video_that_opens_again_after_refusals_asks_for_a_keyframe_once() -> None:
     meeting = Meeting()
-    alice = meeting.join("alice")
-    bob = KeyManager()
-    bob.joined("bob", [("alice", True)], 0)
-    alice.participant_joined("bob", e2ee=True, now_us=0)
-    sealed = meeting.seal("alice")
-    assert refusal(bob.open("alice", sealed[1], sealed[0], 0, video=True)) is FrameRefusal.UNKNOWN_KEY
-    meeting.managers["bob"] = bob
-    meeting.run("bob", [SendKeyMessage((), encode_hello(bob.identity.public_key))])
-    assert meeting.keyframes == [("bob", "alice")]
+    meeting.join("alice")
+    early = meeting.seal("alice")
+    bob = meeting.join("bob")  # holds alice's next key, never the one `early` was sealed with
+    late = meeting.seal("alice", object_seq=1)  # before alice's switch: still the old key
+    for meta, payload in (early, late):
+        assert refusal(bob.open("alice", payload, meta, meeting.now, video=True)) is FrameRefusal.UNKNOWN_KEY
+    meeting.advance(SWITCH)
+    first, second = meeting.seal("alice", object_seq=2), meeting.seal("alice", object_seq=3)
+    assert meeting.open(bob, "alice", first, video=True) == Opened(b"media", 1, resumed=True)
+    assert meeting.open(bob, "alice", second, video=True) == Opened(b"media", 1, resumed=False)
+
+
+def test_no_keyframe_is_asked_for_when_video_resumes_at_a_keyframe_or_for_audio() -> None:
+    meeting = Meeting()
+    meeting.join("alice")
+    bob = meeting.join("bob")
+    refused_video, refused_audio = meeting.seal("alice"), meeting.seal("alice", object_seq=1)
+    assert isinstance(bob.open("alice", refused_video[1], refused_video[0], 0, video=True), Refused)
+    assert isinstance(bob.open("alice", refused_audio[1], refused_audio[0], 0, video=False), Refused)
+    meeting.advance(SWITCH)
+    audio = meeting.open(bob, "alice", meeting.seal("alice", object_seq=5), video=False)
+    assert audio == Opened(b"media", 1, resumed=False)
+    meta = keyframe_header()
+    opened = bob.open(
+        "alice", meeting.managers["alice"].seal(meta, b"key", meeting.now), meta, meeting.now, video=True
+    )
+    assert opened == Opened(b"key", 1, resumed=False)
 
 
 def test_a_reconnect_keeps_the_identity_and_never_reuses_a_kid() -> None:
