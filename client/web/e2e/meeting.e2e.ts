@@ -295,7 +295,16 @@ describe("the browser app in real Chromium", () => {
       ["Alice", alice],
       ["Bob", bob],
     ] as const) {
-      expect((await debug(page)).errors, `${name}'s errors`).toEqual([]);
+      const counters = await debug(page);
+      expect(counters.errors, `${name}'s errors`).toEqual([]);
+      // Rotations and the reconnect cost no frame to replay protection or garbling; the only frame that
+      // failed authentication is the one tampered with on purpose (Alice's, refused by Bob).
+      const { malformed = 0, replay = 0, auth = 0 } = counters.refusedFrames;
+      expect({ malformed, replay, auth }, `${name}'s refused frames`).toEqual({
+        malformed: 0,
+        replay: 0,
+        auth: name === "Bob" ? 1 : 0,
+      });
     }
   });
 });

@@ -114,6 +114,23 @@ describe("VideoReceiver", () => {
     expect(log).toEqual(["decoded 640x360 @1000", "decoded 640x360 @1001", "decoded 640x360 @1002"]);
   });
 
+  it("after a lost frame (refused end to end) drops deltas and asks for a keyframe, then resumes", () => {
+    const { receiver, decoders, log, keyframeRequests } = harness();
+    for (const seq of [0, 1]) {
+      const { header, payload } = frame(seq);
+      receiver.push(header, payload);
+    }
+    receiver.lost();
+    const delta = frame(3);
+    receiver.push(delta.header, delta.payload);
+    expect(keyframeRequests()).toBe(1);
+    const key = frame(0, 0, 2);
+    receiver.push(key.header, key.payload);
+    expect(decoders).toHaveLength(1);
+    expect(decoders[0]?.chunks.map((chunk) => chunk.type)).toEqual(["key", "delta", "key"]);
+    expect(log).toHaveLength(3);
+  });
+
   it("recovers from a decoder error: new decoder, keyframe request, deltas dropped until the keyframe", () => {
     const { receiver, decoders, log, failNext, keyframeRequests } = harness();
     failNext.failOn.add(9);
