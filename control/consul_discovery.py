@@ -6,7 +6,7 @@ Endpoints used, and nothing else (the test stand-in implements exactly these):
 `GET /v1/health/service/<service>` (nodes and their checks), `GET`/`PUT /v1/kv/<key>` (with `acquire` /
 `release`), `PUT /v1/session/create`, `PUT /v1/session/renew/<id>`, `PUT /v1/session/destroy/<id>`; and
 for a node's own registration (`darktower.control.consul_registration`) `PUT /v1/agent/service/register`,
-`PUT /v1/agent/check/pass/<check>`, `PUT /v1/agent/service/deregister/<id>`.
+`PUT /v1/agent/check/pass/<check>`, `PUT /v1/agent/check/fail/<check>`, `PUT /v1/agent/service/deregister/<id>`.
 
 A node's service metadata (`NodeMeta`) carries its region, load, QUIC ports and certificate hashes. The
 node list is cached for `REFRESH_S`; while Consul cannot be reached, joins are routed from the last list for

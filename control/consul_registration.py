@@ -49,9 +49,14 @@ class NodeRegistration:
         self._host = host
         self._registered: NodeMeta | None = None
 
-    def beat(self, meta: NodeMeta) -> None:
-        """Registers (when `meta` changed since the last registration) and passes the TTL check.
+    def beat(self, meta: NodeMeta | None) -> None:
+        """Registers (when `meta` changed since the last registration) and passes the TTL check; with
+        `meta` None (no worker can serve now) fails the check instead, so joins go elsewhere at once.
         CONSUL_ERRORS propagate; the next beat registers again."""
+        if meta is None:
+            if self._registered is not None:
+                self._client.agent.check.ttl_fail(self.check_id, notes="no running worker")
+            return
         if meta != self._registered:
             self._registered = None
             self._register(meta)
@@ -85,7 +90,7 @@ class ConsulHeartbeat:
     """The supervisor's beats into Consul, on a daemon thread, from `start()` to `stop()` (which
     deregisters the node, so it stops receiving joins at once)."""
 
-    def __init__(self, config: Config, meta: Callable[[], NodeMeta]) -> None:
+    def __init__(self, config: Config, meta: Callable[[], NodeMeta | None]) -> None:
         discovery = config.discovery
         self._registration = NodeRegistration(
             consul_client(discovery), discovery, config.server.advertised_host
@@ -123,15 +128,18 @@ def start_node_heartbeat(
 ) -> ConsulHeartbeat | None:
     """The supervisor's hook: with `discovery.mode = "consul"`, registers this node (its QUIC `ports`, the
     certificate hashes join replies list, its load: open connections over its running workers, read from
-    the heartbeat table) and starts passing its TTL check; None (nothing to do) with static discovery."""
+    the heartbeat table) and starts passing its TTL check, or failing it while no worker is running (all
+    restarting or draining); None (nothing to do) with static discovery."""
     if config.discovery.mode != "consul":
         return None
     hashes = certificate_hashes_for(config)
     region = config.discovery.region
 
-    def meta() -> NodeMeta:
-        workers = table.snapshot().workers
-        load = sum(w.connections for w in workers if w.state is WorkerState.RUNNING)
+    def meta() -> NodeMeta | None:
+        running = [w for w in table.snapshot().workers if w.state is WorkerState.RUNNING]
+        if not running:
+            return None
+        load = sum(w.connections for w in running)
         return NodeMeta(region=region, load=load, ports=tuple(ports), certificate_hashes=tuple(hashes()))
 
     heartbeat = ConsulHeartbeat(config, meta)

@@ -4,7 +4,8 @@ endpoints Dark Tower uses (see `darktower.control.consul_discovery`), with Consu
 shapes as documented at developer.hashicorp.com/consul/api-docs, so py-consul talks to it unchanged:
 
 - `PUT /v1/agent/service/register` (JSON; keys case-insensitive, as Consul decodes them; one TTL check in
-  `checks`), `PUT /v1/agent/service/deregister/<id>`, `PUT /v1/agent/check/pass/<id>[?note=]`;
+  `checks`), `PUT /v1/agent/service/deregister/<id>`, `PUT /v1/agent/check/pass/<id>[?note=]`,
+  `PUT /v1/agent/check/fail/<id>[?note=]`;
 - `GET /v1/health/service/<service>` with `X-Consul-Index`: each instance with its node, service (ID,
   Service, Address, Port, Tags, Meta) and checks (the node's `serfHealth` and the service's TTL check);
 - `GET /v1/kv/<key>` (404 when absent; Value base64), `PUT /v1/kv/<key>[?acquire=<session>|?release=<session>]`
@@ -160,6 +161,7 @@ class ConsulStandIn:
             ("PUT", "/v1/agent/service/register", lambda _m: self._register(body)),
             ("PUT", "/v1/agent/service/deregister/(.+)", lambda m: self._deregister(m[1])),
             ("PUT", "/v1/agent/check/pass/(.+)", lambda m: self._pass(m[1], query.get("note", ""))),
+            ("PUT", "/v1/agent/check/fail/(.+)", lambda m: self._fail(m[1], query.get("note", ""))),
             ("GET", "/v1/health/service/(.+)", lambda m: self._health(m[1])),
             ("GET", "/v1/kv/(.+)", lambda m: self._kv_get(m[1])),
             ("PUT", "/v1/kv/(.+)", lambda m: self._kv_put(m[1], query, body)),
@@ -242,6 +244,22 @@ class ConsulStandIn:
         check.status = "passing"
         check.output = note
         check.passing_until = self.state.now + check.ttl_s
+        self._bump()
+        return 200, "", False
+
+    def _fail(self, check_id: str, note: str) -> tuple[int, Any, bool]:
+        check = self.state.checks.get(check_id)
+        if check is None:
+            return (
+                404,
+                f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.',
+                False,
+            )
+        if check.status != "critical":
+            check.critical_since = self.state.now
+        check.status = "critical"
+        check.output = note
+        check.passing_until = self.state.now
         self._bump()
         return 200, "", False
 

@@ -490,3 +490,16 @@ async def test_shared_configuration_in_kv_is_laid_over_the_local_one(standin: Co
 def test_a_bad_shared_configuration_is_refused_naming_the_entry_and_key(document: bytes, error: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(error)):
         overlay(from_mapping({}), document, "Consul KV darktower/config")
+
+
+def test_a_node_without_a_running_worker_fails_its_check_at_once(standin: ConsulStandIn) -> None:
+    config = settings(standin.url, node_name="idle", region="eu")
+    fresh = NodeRegistration(consul_client(config), config, "idle.example")
+    fresh.beat(None)
+    assert standin.state.requests == [], "nothing registered yet: nothing to fail"
+    registration = register(standin.url, "eu-1", "eu", load=0)
+    assert standin.check_status(registration.check_id) == "passing"
+    registration.beat(None)
+    assert standin.check_status(registration.check_id) == "critical"
+    registration.beat(NodeMeta(region="eu", load=0, ports=(4433,), certificate_hashes=(H1,)))
+    assert standin.check_status(registration.check_id) == "passing"
