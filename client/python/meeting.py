@@ -68,8 +68,9 @@ _DEFAULT_CODECS: Final[dict[MediaKind, tuple[str, str]]] = {
 _MAX_SERVER_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 _LEAVE_TIMEOUT_S: Final = 2.0
 """How long leaving waits for the server's acknowledgement and the session's end."""
-_NO_RETRY_CODES: Final = frozenset({"replaced"})
-"""Session-ending errors after which joining again would only fight another session."""
+_NO_RETRY_CODES: Final = frozenset({"replaced", "removed", "ended", "e2ee_required"})
+"""Session-ending errors that joining again cannot undo: another session took over, a host removed this
+participant or ended the meeting, or the meeting needs encryption this client does not do."""
 
 SourceFactory = Callable[[str, int, int], MediaSource]
 """(participant id, track id, start time µs) -> the source of a (re)published track."""
@@ -168,6 +169,8 @@ class MeetingClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pacer: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self.muted_by: str | None = None
+        """The host who last muted this client (its audio publications were dropped); None if never."""
 
     # --- public API -------------------------------------------------------------------------------------
 
@@ -471,6 +474,8 @@ class MeetingClient:
                     publication.source.request_keyframe()
         elif body == "notice":
             log.info("server notice: %s", message.notice.message, extra=self._ids())
+        elif body == "muted":
+            self._muted(message.muted)
         elif body == "key_message_received" and self.keys is not None:
             received = message.key_message_received
             self._run_key_actions(
@@ -487,6 +492,17 @@ class MeetingClient:
                 self._run_key_actions(self.keys.participant_left(left, self._clock()))
             if (track := self.state.apply(message)) is not None and self.auto_subscribe:
                 self._spawn(self._auto_subscribe(track.track_id))
+
+    def _muted(self, muted: pb.Muted) -> None:
+        """A host muted this client: the server unpublished those tracks, so stop sending them for good
+        (a reconnect does not publish them again; publishing audio anew is the way to unmute)."""
+        self.muted_by = muted.by_participant_id
+        for publication in [p for p in self._publications if p.track_id in muted.track_ids]:
+            self._publications.remove(publication)
+            self._end_group(publication)
+            if publication.track_id is not None:
+                self.tracks.pop(publication.track_id, None)
+        log.info("muted by %s", muted.by_participant_id, extra=self._ids())
 
     async def _auto_subscribe(self, track_id: int) -> None:
         try:

@@ -85,7 +85,7 @@ async def test_a_rest_end_closes_the_python_client_and_history_shows_it(node: No
         async with asyncio.timeout(TIMEOUT_S):
             await guest.wait_until(lambda: guest.failure is not None)
         assert guest.failure is not None
-        assert guest.failure.code == "meeting_ended"
+        assert guest.failure.code == "ended"  # told by the worker; the client does not try again
         assert not guest.connected
         assert node.worker.live_meetings() == []
 
@@ -94,4 +94,40 @@ async def test_a_rest_end_closes_the_python_client_and_history_shows_it(node: No
             ("Guest", "joined", ""),
             ("Guest", "left", "ended"),
         ]
+        await guest.leave()
+
+
+async def test_a_muted_client_stops_its_audio_and_a_removed_one_stays_out(node: Node) -> None:
+    async with (
+        httpx.AsyncClient(base_url=node.http_url, timeout=TIMEOUT_S) as http,
+        ControlApi(node.http_url) as api,
+    ):
+        await http.post("/v1/users", json={"email": "h@example.test", "password": PASSWORD})
+        login = await http.post("/v1/auth/login", json={"email": "h@example.test", "password": PASSWORD})
+        host = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        await http.post("/v1/meetings", json={"meeting_id": "mr"}, headers=host)
+        fast = ReconnectPolicy(initial_s=0.01, maximum_s=0.05, max_attempts=5)
+        guest = MeetingClient(api, "mr", "Guest", reconnect=fast)
+        await guest.join()
+        audio = await guest.publish("audio")
+        video = await guest.publish("video")
+        base = f"/v1/meetings/mr/participants/{guest.participant_id}"
+
+        muted = await http.post(f"{base}/mute", headers=host)
+        assert muted.status_code == 200, muted.text
+        async with asyncio.timeout(TIMEOUT_S):
+            await guest.wait_until(lambda: guest.muted_by is not None)
+        assert audio not in guest.tracks
+        assert video in guest.tracks
+        [meeting] = node.worker.live_meetings()
+        assert [t["track_id"] for t in meeting["tracks"]] == [video]
+
+        removed = await http.post(f"{base}/remove", headers=host)
+        assert removed.status_code == 200, removed.text
+        async with asyncio.timeout(TIMEOUT_S):
+            await guest.wait_until(lambda: guest.failure is not None)
+        assert guest.failure is not None
+        assert guest.failure.code == "removed"
+        assert not guest.connected
+        assert node.worker.live_meetings() == []
         await guest.leave()
