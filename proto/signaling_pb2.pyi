@@ -41,6 +41,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_REMOVED: _ClassVar[ErrorCode]
     ERROR_CODE_MEETING_LOCKED: _ClassVar[ErrorCode]
     ERROR_CODE_ENDED: _ClassVar[ErrorCode]
+    ERROR_CODE_RATE_LIMITED: _ClassVar[ErrorCode]
 TRACK_KIND_UNSPECIFIED: TrackKind
 TRACK_KIND_AUDIO: TrackKind
 TRACK_KIND_VIDEO: TrackKind
@@ -67,6 +68,7 @@ ERROR_CODE_PERMISSION_DENIED: ErrorCode
 ERROR_CODE_REMOVED: ErrorCode
 ERROR_CODE_MEETING_LOCKED: ErrorCode
 ERROR_CODE_ENDED: ErrorCode
+ERROR_CODE_RATE_LIMITED: ErrorCode
 
 class ClientMessage(_message.Message):
     __slots__ = ("request_id", "join", "publish", "unpublish", "subscribe", "unsubscribe", "ping", "leave", "request_keyframe", "key_message", "host_action")

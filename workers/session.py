@@ -11,9 +11,10 @@ Sans-I/O, driven by `WorkerCore`. The contract with the client (docs/ARCHITECTUR
   resynchronised after it.
 - A fatal error is sent, then `CloseSession`; the member leaves the meeting at once, and all later input
   of the session is ignored.
-- `KeyMessage` payloads are relayed unread; a session may send `2 * max_participants_per_meeting` of them
-  at once (enough to rekey everyone), refilled at `max_participants_per_meeting` per second; one more
-  counts as malformed input.
+- `KeyMessage` payloads are relayed unread; a session may send `4 * max_participants_per_meeting` of them
+  at once (two rotations that rekey everyone, docs/E2EE.md), refilled at twice that meeting size per
+  second; one more is refused with the non-fatal `RATE_LIMITED` (the client sends it again later), never
+  counted as malformed: a legitimate burst of rekeying must not cost a participant its session.
 - `HostAction` is carried out by the meeting (a host's only; see `Meeting.host_action`) and answered with
   `Ack` before its effects; an unknown kind or an over-long target id counts as malformed input.
 - Media of a session that has not joined is ignored; a frame must belong to a track the session publishes,
@@ -127,7 +128,7 @@ class Session:
         self._malformed = 0
         self._inbound: dict[int, _Inbound] = {}
         participants = limits.max_participants_per_meeting
-        self._key_budget = _KeyMessageBudget(2 * participants, participants)
+        self._key_budget = _KeyMessageBudget(4 * participants, 2 * participants)
         self.meeting: Meeting | None = None
         self.member: Member | None = None
         self.closed = False
@@ -239,7 +240,15 @@ class Session:
         self, meeting: Meeting, member: Member, request_id: int, key_message: pb.KeyMessage, now_us: int
     ) -> list[Action]:
         if not self._key_budget.take(now_us):
-            return self._malformed_input(request_id, pb.ERROR_CODE_MALFORMED, "too many key messages")
+            return [
+                messages.error(
+                    self.session,
+                    request_id,
+                    pb.ERROR_CODE_RATE_LIMITED,
+                    "too many key messages for now: send it again later",
+                    fatal=False,
+                )
+            ]
         return meeting.relay_key_message(
             member, request_id, list(key_message.to_participant_ids), key_message.payload
         )

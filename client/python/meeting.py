@@ -66,6 +66,9 @@ _DEFAULT_CODECS: Final[dict[MediaKind, tuple[str, str]]] = {
     "video": ("vp8", "camera"),
 }
 _MAX_SERVER_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+_KEY_RESENDS: Final = 10
+_KEY_RESEND_DELAY_S: Final = 0.5
+"""A key message refused as rate-limited goes again this much later, at most `_KEY_RESENDS` times."""
 _LEAVE_TIMEOUT_S: Final = 2.0
 """How long leaving waits for the server's acknowledgement and the session's end."""
 _NO_RETRY_CODES: Final = frozenset({"replaced", "removed", "ended", "e2ee_required"})
@@ -613,21 +616,35 @@ class MeetingClient:
 
     def _run_key_actions(self, actions: list[KeyAction]) -> None:
         """Key messages go out now, in order (one signaling stream keeps it)."""
-        conn = self._conn
         for action in actions:
-            if conn is None:
+            if not self._send_key_message(
+                pb.KeyMessage(to_participant_ids=action.to, payload=action.payload)
+            ):
                 return
-            message = pb.KeyMessage(to_participant_ids=action.to, payload=action.payload)
-            try:
-                reply = self._send_request(conn, pb.ClientMessage(key_message=message))
-            except ClientError as exc:
-                log.warning("key message not sent: %s", exc, extra=self._ids())
-                return
-            reply.add_done_callback(self._key_message_done)
 
-    def _key_message_done(self, reply: asyncio.Future[pb.ServerMessage]) -> None:
-        if not reply.cancelled() and (error := reply.exception()) is not None:
+    def _send_key_message(self, message: pb.KeyMessage, attempt: int = 0) -> bool:
+        """Sends one key message; one the server refuses as rate-limited goes again after a pause."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            reply = self._send_request(conn, pb.ClientMessage(key_message=message))
+        except ClientError as exc:
+            log.warning("key message not sent: %s", exc, extra=self._ids())
+            return False
+
+        def done(reply: asyncio.Future[pb.ServerMessage]) -> None:
+            if reply.cancelled() or (error := reply.exception()) is None:
+                return
+            if isinstance(error, ClientError) and error.code == "rate_limited" and attempt < _KEY_RESENDS:
+                asyncio.get_running_loop().call_later(
+                    _KEY_RESEND_DELAY_S, self._send_key_message, message, attempt + 1
+                )
+                return
             log.warning("key message refused: %s", error, extra=self._ids())
+
+        reply.add_done_callback(done)
+        return True
 
     async def _request_keyframe(self, track_id: int) -> None:
         if track_id in self.subscriptions:
