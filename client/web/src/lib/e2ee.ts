@@ -139,10 +139,6 @@ export class KeyManager {
     return new KeyManager(identity ?? (await generateIdentity()), suite);
   }
 
-  get participantId(): string {
-    return this.selfId;
-  }
-
   /** The KID frames are sealed under now (null before the first join). */
   get sendingKid(): bigint | null {
     return this.current?.kid ?? null;
