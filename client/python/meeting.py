@@ -117,6 +117,8 @@ class _Connection:
     pending: dict[int, asyncio.Future[pb.ServerMessage]] = field(default_factory=dict)
     fatal: RequestRefusedError | None = None
     receiver: asyncio.Task[None] | None = None
+    participant_hint: str = ""
+    """The participant id the control plane granted, until the worker's `JoinResponse` names it."""
 
 
 class MeetingClient:
@@ -295,21 +297,25 @@ class MeetingClient:
             self.meeting_id, self.display_name, publish=self._can_publish, subscribe=self._can_subscribe
         )
         conn = await self._open(info)
+        conn.participant_hint = info.participant_id
         try:
             join = pb.Join(token=info.token, e2ee=self.keys is not None)
-            reply = await self._request(pb.ClientMessage(join=join), conn=conn)
+            await self._request(pb.ClientMessage(join=join), conn=conn)
         except ClientError:
             await conn.session.close(0, "join failed")
             raise
-        joined = reply.join_response
-        self._participant_id = joined.participant_id or info.participant_id
+        log.info("joined", extra=self._ids())
+        self._notify()
+
+    def _joined(self, conn: _Connection, joined: pb.JoinResponse) -> None:
+        """Applies a `JoinResponse` as it is read, before any message after it: roster events that follow
+        it in the same read (another participant joining at the same moment) build on it, never under it."""
+        self._participant_id = joined.participant_id or conn.participant_hint
         self.state.joined(self._participant_id, joined)
         conn.media.max_payload = joined.max_frame_payload_bytes or MAX_U32
         if self.keys is not None:
             roster = [(p.participant_id, p.e2ee) for p in joined.roster]
             self._run_key_actions(self.keys.joined(self._participant_id, roster, self._clock()))
-        log.info("joined", extra=self._ids())
-        self._notify()
 
     async def _open(self, info: JoinInfo) -> _Connection:
         try:
@@ -460,6 +466,8 @@ class MeetingClient:
                 if error is not None:
                     future.set_exception(error)
                 else:
+                    if message.WhichOneof("body") == "join_response":
+                        self._joined(conn, message.join_response)
                     future.set_result(message)
             return
         if error is not None:
