@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import pytest
 
+from darktower.workers.cluster_io import unlink_rings
+from darktower.workers.cluster_records import MAX_WORKERS
 from darktower.workers.heartbeat import HeartbeatTable, segment_name
 
 DARKTOWER = str(Path(sys.executable).with_name("darktower"))
@@ -144,7 +146,7 @@ def _message_matches(line: str, pattern: str) -> bool:
 def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     """Starts `darktower serve --data-dir <tmp>/data --http-port 0 --quic-port 0 --workers 1 [args]` (a
     `--workers` in `args` wins) with the keyword arguments added to its environment; stopped at teardown, and
-    the heartbeat table a killed server left behind is removed. One worker unless a test asks for more, so
+    the heartbeat table and rings a killed server left behind are removed. One worker unless a test asks for more, so
     tests do not depend on the default or on the machine's cores."""
     started: list[ServeProcess] = []
 
@@ -167,6 +169,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     for server in started:
         server.close()
     HeartbeatTable.unlink(segment_name(tmp_path / "data"))
+    unlink_rings(str(tmp_path / "data"), MAX_WORKERS)
 
 
 @pytest.fixture
