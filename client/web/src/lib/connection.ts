@@ -12,8 +12,15 @@ import type { JoinGrant } from "./api";
 import { describe, recordGarbage } from "./debug";
 import { decodeFrame, FrameError, FrameReader, HEADER_SIZE, type FrameHeader } from "./frame";
 import { webTransportSink, type MediaSink } from "./publisher";
+import { endingMessage } from "./hostcontrol";
 import { RequestError, SignalingClient, SignalingError, type SignalingEvent } from "./signaling";
-import { ErrorCode, type JoinResponse, type Track, type TrackKind } from "../gen/signaling_pb";
+import {
+  ErrorCode,
+  type HostAction_Kind,
+  type JoinResponse,
+  type Track,
+  type TrackKind,
+} from "../gen/signaling_pb";
 
 export interface ConnectionHandlers {
   /** A server-initiated signaling message. */
@@ -26,6 +33,11 @@ export interface ConnectionHandlers {
 }
 
 /** Errors after which joining again would only fail the same way or fight another session. */
+function isFinal(code: ErrorCode): boolean {
+  return FINAL_ERRORS.has(code) || endingMessage(code) !== null;
+}
+
+/** Besides the endings of `hostcontrol.ts`: errors after which joining again cannot help. */
 const FINAL_ERRORS = new Set([
   ErrorCode.REPLACED,
   ErrorCode.MEETING_FULL,
@@ -44,6 +56,8 @@ export class Connection {
   private maxPayload = 0;
   private done = false;
   private retry = true;
+  /** What the server's session-ending error said, for people (`endingMessage`). */
+  private ending: string | null = null;
 
   private constructor(
     private readonly transport: WebTransport,
@@ -63,8 +77,9 @@ export class Connection {
       },
     );
     this.signaling.onEvent((event) => {
-      if (event.case === "error" && event.value.fatal && FINAL_ERRORS.has(event.value.code)) {
+      if (event.case === "error" && event.value.fatal && isFinal(event.value.code)) {
         this.retry = false;
+        this.ending = endingMessage(event.value.code);
       }
       handlers.event(event);
     });
@@ -119,7 +134,7 @@ export class Connection {
       this.maxPayload = joined.maxFramePayloadBytes;
       return joined;
     } catch (error) {
-      if (error instanceof RequestError && FINAL_ERRORS.has(error.code)) this.retry = false;
+      if (error instanceof RequestError && isFinal(error.code)) this.retry = false;
       throw error;
     }
   }
@@ -146,6 +161,10 @@ export class Connection {
 
   keyMessage(to: readonly string[], payload: Uint8Array): Promise<void> {
     return this.signaling.keyMessage(to, payload);
+  }
+
+  hostAction(kind: HostAction_Kind, participantId = ""): Promise<void> {
+    return this.signaling.hostAction(kind, participantId);
   }
 
   /** Says goodbye (bounded wait for the server's answer), then closes. */
@@ -176,7 +195,7 @@ export class Connection {
     this.done = true;
     clearInterval(this.pinger);
     this.signaling.close();
-    this.handlers.closed(reason, this.retry);
+    this.handlers.closed(this.ending ?? reason, this.retry);
   }
 
   private async readSignaling(readable: ReadableStream<Uint8Array>): Promise<void> {

@@ -7,6 +7,7 @@ import type { TileContinuity } from "./continuity";
 import type { KeyManager } from "./e2ee";
 import type { Roster } from "./roster";
 import type { SpeakerDetector } from "./speaker";
+import { Role } from "../gen/signaling_pb";
 
 /** Someone else in the meeting, as their tile and the participant list show them. */
 export interface PeerView {
@@ -27,6 +28,8 @@ export interface PeerView {
   safetyNumber: string | null;
   /** It lost its connection and may come back (its tile is kept meanwhile). */
   reconnecting: boolean;
+  /** It joined as a host of the meeting. */
+  host: boolean;
 }
 
 /** Every other participant at `now`: present ones (less those superseded or held back), then ghosts. */
@@ -59,6 +62,7 @@ export function peerViews(
       secured: peer.e2ee && keys.hasKeyFrom(peer.participantId),
       safetyNumber: keys.safetyNumber(peer.participantId),
       reconnecting: false,
+      host: peer.role === Role.HOST,
     }));
   const kept = ghosts.map((ghost) => ({
     participantId: ghost.participantId,
@@ -72,6 +76,7 @@ export function peerViews(
     secured: false,
     safetyNumber: null,
     reconnecting: true,
+    host: false,
   }));
   return [...present, ...kept];
 }

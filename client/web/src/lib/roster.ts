@@ -8,7 +8,7 @@
  * this participant a new id; its former ids never show as someone else (the server may still hold the
  * dropped session for a while and list it).
  */
-import { TrackKind, type JoinResponse, type Participant, type Track } from "../gen/signaling_pb";
+import { Role, TrackKind, type JoinResponse, type Participant, type Track } from "../gen/signaling_pb";
 import type { SignalingEvent } from "./signaling";
 
 /** The label a publisher gives its screen-share track; any other video track is a camera. */
@@ -25,6 +25,8 @@ export interface ParticipantState {
   displayName: string;
   /** It announced end-to-end encryption: its media must be opened, plaintext from it is refused. */
   e2ee: boolean;
+  /** From their join token: a host may mute, remove, lock and end. */
+  role: Role;
   audio: Track | null;
   camera: Track | null;
   screen: Track | null;
@@ -117,6 +119,7 @@ export class Roster {
         participantId: participant.participantId,
         displayName: participant.displayName,
         e2ee: participant.e2ee,
+        role: participant.role,
         audio: tracks.find((track) => track.kind === TrackKind.AUDIO) ?? null,
         camera: video.find((track) => track.label !== SCREEN_LABEL) ?? null,
         screen: video.find((track) => track.label === SCREEN_LABEL) ?? null,

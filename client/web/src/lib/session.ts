@@ -17,13 +17,14 @@
  * bandwidth is spent; unmuting publishes again. Screen sharing is a second video track labelled "screen".
  * The UI sees a `MeetingView` through `onChange` and attaches renderers to tracks by id.
  */
-import { joinMeeting, type JoinGrant } from "./api";
+import { joinMeeting, pollLobby, type JoinGrant } from "./api";
 import { backoffDelay } from "./backoff";
 import { Connection } from "./connection";
 import { TileContinuity } from "./continuity";
 import { debugCounters, describe, recordError, setHooks, type SessionState } from "./debug";
 import { KeyManager } from "./e2ee";
 import type { FrameHeader } from "./frame";
+import { endingMessage, endingOfFailure, isHostRole, withRateLimitRetry } from "./hostcontrol";
 import { MediaCrypto, SEAL_OVERHEAD } from "./mediacrypto";
 import { peerViews, type PeerView } from "./peers";
 import type { TrackFigures } from "./meter";
@@ -36,7 +37,7 @@ import { Roster, SCREEN_LABEL } from "./roster";
 import type { SignalingEvent } from "./signaling";
 import { SpeakerDetector } from "./speaker";
 import { pickVideoCodec, type VideoCodecName } from "./webcodecs";
-import { ParticipantLeft_Reason, TrackKind, type Track } from "../gen/signaling_pb";
+import { ParticipantLeft_Reason, TrackKind, type HostAction_Kind, type Track } from "../gen/signaling_pb";
 
 export type Role = "camera" | "microphone" | "screen";
 export type { PeerView } from "./peers";
@@ -48,6 +49,10 @@ export interface SelfView {
   camera: MediaStreamTrack | null;
   screen: MediaStreamTrack | null;
   speaking: boolean;
+  /** Joined as a host: may mute, remove, lock and end (`hostAction`). */
+  host: boolean;
+  /** The display name of the host who muted this participant, until it unmutes. */
+  mutedBy: string | null;
 }
 
 export interface MeetingView {
@@ -58,6 +63,10 @@ export interface MeetingView {
   /** While reconnecting or after failing: what happened, for the banner. */
   problem: string | null;
   reconnectAttempt: number;
+  /** The session ended for good (removed, meeting ended, locked out); `problem` says why, in words. */
+  ended: boolean;
+  /** Waiting in the meeting's lobby for a host to let this participant in. */
+  lobby: boolean;
 }
 
 export interface LocalMedia {
@@ -69,6 +78,11 @@ const MAX_RECONNECT_ATTEMPTS = 12;
 const AUDIO_TICK_MS = 10;
 const LIVE_TICK_MS = 200;
 const SELF = "self";
+const LOBBY_POLL_MS = 2_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 type Publisher = VideoPublisher | AudioPublisher;
 
@@ -90,6 +104,10 @@ export class MeetingSession {
   private reconnectAttempt = 0;
   private reconnecting = false;
   private muted: boolean;
+  private mutedBy: string | null = null;
+  private host = false;
+  private ended = false;
+  private lobby = false;
   private lastLiveState = "";
 
   private constructor(
@@ -106,7 +124,8 @@ export class MeetingSession {
       this.connection?.requestKeyframe(trackId).catch(() => undefined);
     });
     this.crypto = new MediaCrypto(keys, {
-      send: (to, payload) => this.connection?.keyMessage(to, payload) ?? Promise.resolve(),
+      send: (to, payload) =>
+        withRateLimitRetry(() => this.connection?.keyMessage(to, payload) ?? Promise.resolve(), sleep),
       requestKeyframe: (participantId) => {
         this.requestVideoKeyframes(participantId);
       },
@@ -157,10 +176,12 @@ export class MeetingSession {
       },
     });
     try {
-      await session.connect(await joinMeeting(meetingId, displayName));
+      await session.connect(await session.admitted());
     } catch (error) {
-      session.stop("failed", describe(error));
-      throw error;
+      const ending = endingOfFailure(error);
+      session.ended = ending !== null;
+      session.stop("failed", ending ?? describe(error));
+      throw ending === null ? error : new Error(ending);
     }
     return session;
   }
@@ -184,6 +205,7 @@ export class MeetingSession {
   async setMuted(muted: boolean, deviceId = ""): Promise<void> {
     if (muted === this.muted) return;
     this.muted = muted;
+    this.mutedBy = null;
     if (muted) {
       await this.unpublish("microphone");
     } else {
@@ -260,6 +282,13 @@ export class MeetingSession {
     this.emit();
   }
 
+  /** Acts on the meeting as its host; a refusal (PERMISSION_DENIED, UNKNOWN_PARTICIPANT) rejects. */
+  async hostAction(kind: HostAction_Kind, participantId = ""): Promise<void> {
+    const connection = this.connection;
+    if (connection === null) throw new Error("not connected");
+    await connection.hostAction(kind, participantId);
+  }
+
   async leave(): Promise<void> {
     if (this.state === "left") return;
     const connection = this.connection;
@@ -268,6 +297,22 @@ export class MeetingSession {
   }
 
   // --- connections -------------------------------------------------------------------------------------
+
+  /** A grant from the control plane; in a lobby meeting, after waiting until a host lets this one in. */
+  private async admitted(): Promise<JoinGrant> {
+    let outcome = await joinMeeting(this.meetingId, this.displayName);
+    while ("waiting" in outcome) {
+      if (!this.lobby) {
+        this.lobby = true;
+        this.emit();
+      }
+      await sleep(LOBBY_POLL_MS);
+      if (this.state === "left" || this.state === "failed") throw new Error("left the lobby");
+      outcome = await pollLobby(this.meetingId, outcome.waiting);
+    }
+    this.lobby = false;
+    return outcome.granted;
+  }
 
   private async connect(grant: JoinGrant): Promise<void> {
     const epoch = ++this.epoch;
@@ -304,6 +349,7 @@ export class MeetingSession {
       throw error;
     }
     this.participantId = joined.participantId;
+    this.host = isHostRole(grant.role);
     const counters = debugCounters();
     counters.participantId = joined.participantId;
     counters.names[joined.participantId] = this.displayName;
@@ -335,6 +381,7 @@ export class MeetingSession {
     this.published.clear();
     for (const publisher of this.publishers.values()) publisher.unbind();
     if (!retry) {
+      this.ended = true;
       this.stop("failed", reason);
       return;
     }
@@ -354,11 +401,17 @@ export class MeetingSession {
         await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt)));
         if (!this.isReconnecting()) return;
         try {
-          await this.connect(await joinMeeting(this.meetingId, this.displayName));
+          await this.connect(await this.admitted());
           debugCounters().reconnects++;
           return;
         } catch (error) {
           if (!this.isReconnecting()) return;
+          const ending = endingOfFailure(error);
+          if (ending !== null) {
+            this.ended = true;
+            this.stop("failed", ending);
+            return;
+          }
           this.problem = `${reason}; attempt ${attempt + 1} failed: ${describe(error)}`;
           console.warn(`reconnect attempt ${attempt + 1} failed: ${describe(error)}`);
         }
@@ -452,6 +505,11 @@ export class MeetingSession {
     }
     if (event.case === "error") {
       console.warn(`server error: ${event.value.message}`);
+      if (event.value.fatal && endingMessage(event.value.code) !== null) this.ended = true;
+      return;
+    }
+    if (event.case === "muted") {
+      this.mutedByHost(event.value.byParticipantId);
       return;
     }
     if (event.case === "keyMessageReceived") {
@@ -471,6 +529,17 @@ export class MeetingSession {
       this.receivers.open(track);
       this.subscribe(track.trackId);
     }
+    this.emit();
+  }
+
+  /** The server already unpublished the microphone: stop sending it, keep the device for unmuting. */
+  private mutedByHost(byParticipantId: string): void {
+    const publisher = this.publishers.get("microphone");
+    this.publishers.delete("microphone");
+    this.published.delete("microphone");
+    publisher?.stop();
+    this.muted = true;
+    this.mutedBy = this.roster.displayName(byParticipantId) ?? "a host";
     this.emit();
   }
 
@@ -574,11 +643,15 @@ export class MeetingSession {
         camera: this.publishers.get("camera")?.mediaTrack ?? null,
         screen: this.publishers.get("screen")?.mediaTrack ?? null,
         speaking: this.speakers.isSpeaking(SELF, now),
+        host: this.host,
+        mutedBy: this.mutedBy,
       },
       peers: peerViews(this.roster, this.crypto.keys, this.continuity, this.speakers, now),
       activeSpeaker: active === SELF ? this.participantId : active,
       problem: this.problem,
       reconnectAttempt: this.reconnectAttempt,
+      ended: this.ended,
+      lobby: this.lobby,
     };
   }
 

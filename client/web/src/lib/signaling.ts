@@ -17,6 +17,7 @@ import {
   ClientMessageSchema,
   ErrorCode,
   ServerMessageSchema,
+  type HostAction_Kind,
   type TrackKind,
   type JoinResponse,
   type Pong,
@@ -133,6 +134,11 @@ export class SignalingClient {
   async keyMessage(to: readonly string[], payload: Uint8Array): Promise<void> {
     const value = { toParticipantIds: [...to], payload };
     expectCase(await this.request({ case: "keyMessage", value }), "ack");
+  }
+
+  /** Asks the server to act on the meeting as its host (MUTE and REMOVE name `participantId`). */
+  async hostAction(kind: HostAction_Kind, participantId = ""): Promise<void> {
+    expectCase(await this.request({ case: "hostAction", value: { kind, participantId } }), "ack");
   }
 
   async ping(clientTimeUs: bigint): Promise<Pong> {
