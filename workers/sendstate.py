@@ -1,7 +1,8 @@
 """Reads of aioquic's private send state, which it has no public view of (aioquic 1.7.2, pinned).
 
-Every read of `QuicConnection` internals that decides whether a transmit can be skipped lives here, so an
-aioquic upgrade has one place to re-check against `QuicConnection._write_application`.
+Every read of `QuicConnection` internals that decides whether a transmit can be skipped lives here, and the one
+write (bringing a delayed ACK forward), so an aioquic upgrade has one place to re-check against
+`QuicConnection._write_application` and `_payload_received`.
 """
 
 # ruff: noqa: SLF001 (reading aioquic's private state is what this module is for)
@@ -9,7 +10,7 @@ aioquic upgrade has one place to re-check against `QuicConnection._write_applica
 from __future__ import annotations
 
 from aioquic import tls
-from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionState
 from aioquic.quic.stream import QuicStream
 
 
@@ -50,12 +51,33 @@ def nothing_to_send(quic: QuicConnection, now: float) -> bool:
         )
         and max_data.sent == max_data.value
         and max_data.used * 2 <= max_data.value
-        and max_bidi.sent == max_bidi.value
-        and max_uni.sent == max_uni.value
+        and _stream_limit_idle(max_bidi)
+        and _stream_limit_idle(max_uni)
         and all(connection_id.was_sent for connection_id in quic._host_cids)
         and quic._crypto_streams[tls.Epoch.ONE_RTT].sender.buffer_is_empty
         and _streams_idle(quic._streams_queue)
     )
+
+
+def acknowledge_now(quic: QuicConnection, now: float) -> bool:
+    """Makes an ACK that aioquic would delay (by 1 ms) due now; True when one is pending.
+
+    The adapter sends it with the transmit at the end of the event-loop iteration instead of from a timer
+    of its own: a publisher, whom the server sends nothing else, otherwise costs a timer wake-up per burst.
+    """
+    space = quic._spaces[tls.Epoch.ONE_RTT]
+    if space.ack_at is None:
+        return False
+    space.ack_at = min(space.ack_at, now)
+    return True
+
+
+def _stream_limit_idle(limit: Limit) -> bool:
+    """No MAX_STREAMS to send: the limit was announced, or raising it waits for the batch. aioquic holds the
+    update back while the peer has at least as many streams left to open as the update would grant (each
+    stream the peer ends raises the limit by one); mirroring only `sent == value` took every packet of a
+    publisher whose media streams had ended for one that needed a transmit."""
+    return limit.value == limit.sent or limit.sent - limit.used >= limit.value - limit.sent
 
 
 def _streams_idle(streams: list[QuicStream]) -> bool:

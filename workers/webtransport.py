@@ -11,7 +11,8 @@ Sending never writes to the socket directly: each send marks its connection, and
 every marked connection out once at the end of the event-loop iteration, so forwarding a burst of packets
 to many subscribers costs one `transmit` per subscriber. A received datagram (a subscriber's ACK, a
 publisher's media) is not followed by a transmit of its own connection when that connection surely has
-nothing to send yet (`darktower.workers.sendstate`). Datagrams leave through a `DatagramWriter` (UDP GSO where available).
+nothing to send yet (`darktower.workers.sendstate`); an ACK that aioquic would send from a timer 1 ms later
+goes out with that end-of-iteration transmit instead. Datagrams leave through a `DatagramWriter` (UDP GSO where available).
 
 aioquic has no public view of a stream's send queue, the congestion window or pending datagrams; the few
 reads of its private state are confined to this module (marked) and `sendstate`.
@@ -57,7 +58,7 @@ from darktower.proto.webtransport import (
     uni_stream_header,
 )
 from darktower.workers.cid import issue_worker_cids
-from darktower.workers.sendstate import nothing_to_send
+from darktower.workers.sendstate import acknowledge_now, nothing_to_send
 from darktower.workers.udp import DatagramWriter
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,7 @@ class WebTransportProtocol(QuicConnectionProtocol):
         self._process_events()
         if self.transmit_pending:
             return
-        if nothing_to_send(self._quic, now):
+        if nothing_to_send(self._quic, now) and not acknowledge_now(self._quic, now):
             self._arm_timer()
         else:
             self.batch.mark(self)

@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
+from aioquic.h3.connection import H3_ALPN
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from hypothesis import given
 from hypothesis import strategies as st
 
 from darktower.client.transport import StreamData, WebTransportSession
 from darktower.core.certs import ServingCertificate
+from darktower.workers.sendstate import acknowledge_now, nothing_to_send
 from darktower.workers.udp import DatagramWriter, run_end
 from darktower.workers.webtransport import ServerSession, WebTransportListener, server_configuration
 
@@ -135,6 +139,82 @@ async def test_a_writer_delivers_every_datagram_in_order_with_or_without_gso() -
         transport.close()
         for receiver in receivers:
             receiver.close()
+
+
+CLIENT_ADDRESS = ("127.0.0.1", 50000)
+SERVER_ADDRESS = ("127.0.0.1", 4433)
+
+
+def _deliver(sender: QuicConnection, receiver: QuicConnection, to: tuple[str, int], now: float) -> int:
+    datagrams = sender.datagrams_to_send(now=now)
+    for data, _ in datagrams:
+        receiver.receive_datagram(data, to, now=now)
+    return len(datagrams)
+
+
+def _connected_pair(certificate: ServingCertificate) -> tuple[QuicConnection, QuicConnection, float]:
+    """A client and a server connection past their handshake, in memory, and the simulated time."""
+    client = QuicConnection(
+        configuration=QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, verify_mode=0)
+    )
+    server = QuicConnection(
+        configuration=server_configuration(certificate.cert_path, certificate.key_path),
+        original_destination_connection_id=client.original_destination_connection_id,
+    )
+    now = 1.0
+    client.connect(SERVER_ADDRESS, now=now)
+    for _ in range(2):  # the handshake, then the ACKs it leaves due after the ACK delay
+        while _deliver(client, server, CLIENT_ADDRESS, now) + _deliver(server, client, SERVER_ADDRESS, now):
+            pass
+        now += 0.01
+    return client, server, now
+
+
+def test_a_skipped_transmit_is_one_that_would_have_sent_nothing_while_a_peer_ends_its_streams(
+    serving_certificate: ServingCertificate,
+) -> None:
+    """A publisher opens and ends one unidirectional stream per video group. Each ended stream raises the
+    server's MAX_STREAMS, which aioquic sends in batches: in between, `nothing_to_send` must say so (or every
+    packet of the publisher costs a transmit), and it must never say so when a transmit would send."""
+    client, server, now = _connected_pair(serving_certificate)
+    streams = server._local_max_streams_uni.value
+    skipped_while_batching = 0
+    for _ in range(streams):
+        stream_id = client.get_next_available_stream_id(is_unidirectional=True)
+        client.send_stream_data(stream_id, b"frame", end_stream=True)
+        for _ in range(3):
+            now += 0.01
+            for connection in (client, server):
+                timer = connection.get_timer()
+                if timer is not None and timer <= now:
+                    connection.handle_timer(now=now)
+            _deliver(client, server, CLIENT_ADDRESS, now)
+            while server.next_event() is not None:
+                pass
+            limit = server._local_max_streams_uni
+            if nothing_to_send(server, now):
+                skipped_while_batching += limit.value != limit.sent
+                assert server.datagrams_to_send(now=now) == []
+            else:
+                _deliver(server, client, SERVER_ADDRESS, now)
+    assert skipped_while_batching > 0
+    assert server._local_max_streams_uni.sent > streams  # the batches did go out
+
+
+def test_an_ack_the_server_would_delay_goes_out_with_the_next_transmit(
+    serving_certificate: ServingCertificate,
+) -> None:
+    client, server, now = _connected_pair(serving_certificate)
+    assert not acknowledge_now(server, now)
+    stream_id = client.get_next_available_stream_id(is_unidirectional=True)
+    client.send_stream_data(stream_id, b"frame")
+    _deliver(client, server, CLIENT_ADDRESS, now)
+    assert server.datagrams_to_send(now=now) == []  # aioquic alone would wait for its ACK delay
+    assert client._loss.bytes_in_flight > 0
+    assert acknowledge_now(server, now)
+    assert _deliver(server, client, SERVER_ADDRESS, now) == 1
+    assert client._loss.bytes_in_flight == 0
+    assert not acknowledge_now(server, now)
 
 
 ADDRESSES = [("127.0.0.1", 4433), ("127.0.0.1", 4434)]
