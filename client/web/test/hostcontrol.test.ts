@@ -8,6 +8,7 @@ import {
   RATE_LIMIT_PAUSE_MS,
   RATE_LIMIT_RESENDS,
   endingMessage,
+  endingOfCloseCode,
   endingOfFailure,
   hostActionRefusal,
   isHostRole,
@@ -31,6 +32,12 @@ describe("session endings", () => {
     for (const code of [ErrorCode.INTERNAL, ErrorCode.RATE_LIMITED, ErrorCode.PERMISSION_DENIED]) {
       expect(endingMessage(code)).toBeNull();
     }
+  });
+
+  it("reads endings from the server's close code", () => {
+    expect(endingOfCloseCode(ErrorCode.ENDED)).toBe("The meeting has ended");
+    expect(endingOfCloseCode(ErrorCode.INTERNAL)).toBeNull();
+    expect(endingOfCloseCode(undefined)).toBeNull();
   });
 
   it("reads endings from refused joins on signaling and on the control plane", () => {

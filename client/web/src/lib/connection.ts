@@ -12,7 +12,7 @@ import type { JoinGrant } from "./api";
 import { describe, recordGarbage } from "./debug";
 import { decodeFrame, FrameError, FrameReader, HEADER_SIZE, type FrameHeader } from "./frame";
 import { webTransportSink, type MediaSink } from "./publisher";
-import { endingMessage } from "./hostcontrol";
+import { endingMessage, endingOfCloseCode } from "./hostcontrol";
 import { RequestError, SignalingClient, SignalingError, type SignalingEvent } from "./signaling";
 import {
   ErrorCode,
@@ -91,6 +91,13 @@ export class Connection {
     void this.readGroups();
     transport.closed.then(
       (info) => {
+        // The server's close carries its ErrorCode: an ending is final even when the Error before it
+        // was not read in time.
+        const ending = endingOfCloseCode(info.closeCode);
+        if (ending !== null) {
+          this.retry = false;
+          this.ending ??= ending;
+        }
         this.finish(
           info.reason === undefined || info.reason === "" ? "the server closed the session" : info.reason,
         );

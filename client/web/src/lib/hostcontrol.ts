@@ -17,7 +17,8 @@ export const RATE_LIMIT_PAUSE_MS = 500;
 /** How many times a rate-limited request is sent again before giving up. */
 export const RATE_LIMIT_RESENDS = 10;
 
-const ENDINGS = new Map<ErrorCode, string>([
+/** Keyed by the ErrorCode's number: WebTransport close codes carry the same numbers. */
+const ENDINGS = new Map<number, string>([
   [ErrorCode.REMOVED, "A host removed you from the meeting"],
   [ErrorCode.ENDED, "The meeting has ended"],
   [ErrorCode.MEETING_LOCKED, "The meeting is locked: a host has stopped new people joining"],
@@ -27,6 +28,11 @@ const ENDINGS = new Map<ErrorCode, string>([
 /** The final message for an error that ends the session for good; null when joining again may help. */
 export function endingMessage(code: ErrorCode): string | null {
   return ENDINGS.get(code) ?? null;
+}
+
+/** The final message for a WebTransport close whose code (the server's ErrorCode) is an ending, or null. */
+export function endingOfCloseCode(closeCode: number | undefined): string | null {
+  return closeCode === undefined ? null : (ENDINGS.get(closeCode) ?? null);
 }
 
 /** The final message for a failed join or reconnect attempt (signaling or control plane), or null. */
