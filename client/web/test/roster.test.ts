@@ -6,6 +6,7 @@ import {
   JoinResponseSchema,
   ParticipantLeft_Reason,
   ParticipantSchema,
+  Role,
   TrackKind,
   TrackSchema,
   type JoinResponse,
@@ -137,5 +138,26 @@ describe("Roster", () => {
       value: { $typeName: "darktower.signaling.v1.TrackPublished", track: track(4, "me", TrackKind.AUDIO) },
     });
     expect(roster.track(4)).toBeUndefined();
+  });
+
+  it("keeps each participant's role, from the JoinResponse and from later joins", () => {
+    const roster = new Roster();
+    const response = joinResponse("me", ["a"], []);
+    const [first] = response.roster;
+    if (first !== undefined) first.role = Role.HOST;
+    roster.joined(response);
+    const participant = create(ParticipantSchema, {
+      participantId: "b",
+      displayName: "B",
+      role: Role.PARTICIPANT,
+    });
+    roster.apply({
+      case: "participantJoined",
+      value: { $typeName: "darktower.signaling.v1.ParticipantJoined", participant },
+    });
+    expect(roster.participants().map((peer) => [peer.participantId, peer.role])).toEqual([
+      ["a", Role.HOST],
+      ["b", Role.PARTICIPANT],
+    ]);
   });
 });

@@ -143,13 +143,17 @@ export class MeetingSession {
     );
   }
 
-  /** Joins `meetingId` as `displayName`, publishing `media`; resolves once joined the first time. */
+  /**
+   * Joins `meetingId` as `displayName`, publishing `media`; resolves once joined the first time. Aborting
+   * `signal` gives up waiting in a lobby (the person left before a host let them in).
+   */
   static async start(
     meetingId: string,
     displayName: string,
     media: LocalMedia,
     codec: VideoCodecName,
     onChange: (view: MeetingView) => void,
+    signal?: AbortSignal,
   ): Promise<MeetingSession> {
     const counters = debugCounters();
     counters.state = "connecting";
@@ -176,7 +180,7 @@ export class MeetingSession {
       },
     });
     try {
-      await session.connect(await session.admitted());
+      await session.connect(await session.admitted(signal));
     } catch (error) {
       const ending = endingOfFailure(error);
       session.ended = ending !== null;
@@ -299,7 +303,7 @@ export class MeetingSession {
   // --- connections -------------------------------------------------------------------------------------
 
   /** A grant from the control plane; in a lobby meeting, after waiting until a host lets this one in. */
-  private async admitted(): Promise<JoinGrant> {
+  private async admitted(signal?: AbortSignal): Promise<JoinGrant> {
     let outcome = await joinMeeting(this.meetingId, this.displayName);
     while ("waiting" in outcome) {
       if (!this.lobby) {
@@ -307,7 +311,8 @@ export class MeetingSession {
         this.emit();
       }
       await sleep(LOBBY_POLL_MS);
-      if (this.state === "left" || this.state === "failed") throw new Error("left the lobby");
+      if (signal?.aborted === true || this.state === "left" || this.state === "failed")
+        throw new Error("left the lobby");
       outcome = await pollLobby(this.meetingId, outcome.waiting);
     }
     this.lobby = false;
