@@ -3,7 +3,8 @@
  * meeting in the browser app and so joins it as its host; a guest joins from the link. The guest sees the
  * Host badge; the host mutes the guest from the participant list (the guest shows who muted it and its mute
  * button turns muted), then removes it: the guest shows the final message and stays out (its session is
- * over, not reconnecting), and the host's count drops back to one.
+ * over, not reconnecting), and the host's count drops back to one. With the meeting's lobby turned on, a
+ * newcomer waits ("Waiting for a host to let you in") until the host admits it, then joins.
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +14,9 @@ import { startServer, type RunningServer } from "./server";
 
 let server: RunningServer | undefined;
 let browser: Browser | undefined;
+let token = "";
+let meetingUrl = "";
+let host: Page;
 
 beforeAll(async () => {
   server = await startServer();
@@ -25,20 +29,25 @@ afterAll(async () => {
 });
 
 /** Registers an account and signs it in through the control API; returns its access token. */
-async function signIn(httpUrl: string, email: string): Promise<string> {
+async function signIn(email: string): Promise<string> {
   const password = "a long enough password 42";
-  const post = async (path: string, body: object): Promise<unknown> => {
-    const response = await fetch(`${httpUrl}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    if (!response.ok) throw new Error(`${path} answered ${response.status}: ${await response.text()}`);
-    return response.json();
-  };
-  await post("/v1/users", { email, password, display_name: "Hana" });
-  const tokens = (await post("/v1/auth/login", { email, password })) as { access_token: string };
+  await api("POST", "/v1/users", { email, password, display_name: "Hana" });
+  const tokens = (await api("POST", "/v1/auth/login", { email, password })) as { access_token: string };
   return tokens.access_token;
+}
+
+/** One control API call, as the signed-in host once `token` is set. */
+async function api(method: string, path: string, body?: object): Promise<unknown> {
+  if (server === undefined) throw new Error("darktower serve did not start");
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token !== "") headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`${server.httpUrl}${path}`, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  if (!response.ok) throw new Error(`${path} answered ${response.status}: ${await response.text()}`);
+  return response.json();
 }
 
 function row(page: Page, participantId: string) {
@@ -49,8 +58,8 @@ describe("host controls in real Chromium", () => {
   it("lets the meeting's host mute and then remove a guest, who stays out", async () => {
     if (server === undefined || browser === undefined)
       throw new Error("the server or Chromium did not start");
-    const token = await signIn(server.httpUrl, "hana@example.com");
-    const host = await newPerson(browser, "Hana");
+    token = await signIn("hana@example.com");
+    host = await newPerson(browser, "Hana");
     const guest = await newPerson(browser, "Gus");
     await host.addInitScript((accessToken) => {
       sessionStorage.setItem("darktower.accessToken", accessToken);
@@ -59,7 +68,7 @@ describe("host controls in real Chromium", () => {
     await host.goto(`${server.httpUrl}/`);
     await host.getByTestId("create-meeting").click();
     await host.waitForURL(/#\/m\/[\w-]+$/);
-    const meetingUrl = host.url();
+    meetingUrl = host.url();
     await joinAs(host, meetingUrl, "Hana");
     const guestId = await joinAs(guest, meetingUrl, "Gus");
 
@@ -84,6 +93,33 @@ describe("host controls in real Chromium", () => {
     expect(after.reconnects).toBe(0);
     await host.waitForFunction(
       () => document.querySelector('[data-testid="participant-count"]')?.textContent === "1",
+    );
+  });
+
+  it("holds a newcomer in the lobby until the host admits it", async () => {
+    if (browser === undefined) throw new Error("Chromium did not start");
+    const meetingId = new URL(meetingUrl).hash.replace("#/m/", "");
+    await api("PATCH", `/v1/meetings/${meetingId}`, { settings: { lobby: true } });
+    const newcomer = await newPerson(browser, "Lia");
+    await newcomer.goto(meetingUrl);
+    await newcomer.getByTestId("display-name").fill("Lia");
+    await newcomer.getByTestId("join").click();
+    await newcomer.getByTestId("lobby").waitFor();
+    await expect(newcomer.getByTestId("lobby").textContent()).resolves.toContain(
+      "Waiting for a host to let you in",
+    );
+
+    const lobby = (await api("GET", `/v1/meetings/${meetingId}/lobby`)) as {
+      waiting: { request_id: string; display_name: string }[];
+    };
+    const waiting = lobby.waiting.find((entry) => entry.display_name === "Lia");
+    if (waiting === undefined) throw new Error(`Lia is not in the lobby: ${JSON.stringify(lobby)}`);
+    await api("POST", `/v1/meetings/${meetingId}/lobby/${waiting.request_id}/admit`);
+    await newcomer.waitForFunction(() => window.__darktower?.state === "joined", undefined, {
+      timeout: 20_000,
+    });
+    await host.waitForFunction(
+      () => document.querySelector('[data-testid="participant-count"]')?.textContent === "2",
     );
   });
 });
