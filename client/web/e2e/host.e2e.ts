@@ -2,7 +2,7 @@
  * Host controls end to end: a signed-in person (access token in the page's session storage) creates a
  * meeting in the browser app and so joins it as its host; a guest joins from the link. The guest sees the
  * Host badge; the host mutes the guest from the participant list (the guest shows who muted it and its mute
- * button turns muted), then removes it: the guest shows the final message and stays out (its session is
+ * button turns muted; unmuting publishes its microphone again), then removes it: the guest shows the final message and stays out (its session is
  * over, not reconnecting), and the host's count drops back to one. With the meeting's lobby turned on, a
  * newcomer waits ("Waiting for a host to let you in") until the host admits it, then joins.
  */
@@ -81,9 +81,28 @@ describe("host controls in real Chromium", () => {
     await guest.getByTestId("muted-by").waitFor();
     await expect(guest.getByTestId("muted-by").textContent()).resolves.toContain("Muted by Hana");
     await expect(guest.getByTestId("toggle-mic").getAttribute("aria-pressed")).resolves.toBe("true");
+    await expect(row(host, guestId).getByTestId("host-mute").isDisabled()).resolves.toBe(true);
+
+    // Muting is a request, not a ban: the guest unmutes and the host sees its microphone again.
+    await guest.getByTestId("toggle-mic").click();
+    await guest.getByTestId("muted-by").waitFor({ state: "detached" });
+    await host.waitForFunction(
+      (id) =>
+        document.querySelector<HTMLButtonElement>(`[data-participant="${id}"] [data-testid="host-mute"]`)
+          ?.disabled === false,
+      guestId,
+    );
 
     await row(host, guestId).getByTestId("host-remove").click();
-    await guest.getByTestId("meeting-ended").waitFor();
+    await guest
+      .getByTestId("meeting-ended")
+      .waitFor()
+      .catch(async (error: unknown) => {
+        const notices = await host.locator('[role="alert"]').allTextContents();
+        throw new Error(`the guest was not removed; the host shows ${JSON.stringify(notices)}`, {
+          cause: error,
+        });
+      });
     await expect(guest.getByTestId("meeting-ended").textContent()).resolves.toContain(
       "A host removed you from the meeting",
     );
