@@ -6,7 +6,8 @@
 #                      svelte-check, vitest
 #   ops/web.sh e2e     build, then the Playwright suite (client/web/e2e) in headless Chromium against a
 #                      freshly started `darktower serve`: two browsers and a `darktower bot` in one meeting
-#                      receive each other; mute, camera-off, decoder recovery, reconnect and leave; the meeting
+#                      receive each other, end-to-end encrypted; mute, camera-off, decoder recovery, reconnect,
+#                      leave, host mute/remove and the lobby; the meeting
 #                      grid's screenshot goes to test-artifacts/meeting-grid.png (installs Debian's chromium
 #                      when missing; needs root for that)
 #   ops/web.sh bench   build, then browser media figures on loopback (client/web/bench): glass-to-glass
